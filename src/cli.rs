@@ -1,0 +1,202 @@
+//! The command line: raw flags (clap), turned into a [`Config`].
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::config::{self, Config};
+
+/// A static file server for Linux: HTTP/1.1, one io_uring ring per CPU core.
+#[derive(Parser, Debug)]
+#[command(name = "fserve", version, about, long_about = None)]
+pub struct Args {
+    /// Directory to serve
+    #[arg(default_value = ".", env = "FSERVE_ROOT")]
+    pub root: PathBuf,
+
+    /// Port to listen on (0 picks a free one)
+    #[arg(short, long, default_value_t = config::DEFAULT_PORT, env = "FSERVE_PORT")]
+    pub port: u16,
+
+    /// Address to listen on
+    #[arg(short, long, default_value = "0.0.0.0", env = "FSERVE_BIND")]
+    pub bind: IpAddr,
+
+    /// Worker threads, each with its own io_uring ring [default: CPUs available to this process]
+    #[arg(short, long, env = "FSERVE_THREADS")]
+    pub threads: Option<usize>,
+
+    /// Time in-flight responses get to finish after SIGINT/SIGTERM
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "FSERVE_GRACE")]
+    pub grace: Duration,
+
+    /// Serve dotfiles (hidden with 404 by default, except /.well-known/)
+    #[arg(long, env = "FSERVE_HIDDEN")]
+    pub hidden: bool,
+
+    /// Longest request head in bytes; longer gets 431
+    #[arg(long, default_value_t = config::DEFAULT_MAX_HEADER_BYTES, env = "FSERVE_MAX_HEADER_BYTES")]
+    pub max_header_bytes: usize,
+
+    /// Deadline for a whole request head to arrive
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "FSERVE_HEADER_TIMEOUT")]
+    pub header_timeout: Duration,
+
+    /// Idle time after which a persistent connection is closed
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "FSERVE_KEEPALIVE_TIMEOUT")]
+    pub keepalive_timeout: Duration,
+
+    /// Time a response may go without progress before it is abandoned
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "FSERVE_SEND_TIMEOUT")]
+    pub send_timeout: Duration,
+
+    /// Open connections for the whole server (split over workers); beyond it, new ones wait in the kernel's backlog
+    #[arg(long, default_value_t = config::DEFAULT_MAX_CONNECTIONS, env = "FSERVE_MAX_CONNECTIONS")]
+    pub max_connections: usize,
+
+    /// Files up to this size are served from memory (e.g. 128KiB)
+    #[arg(long, default_value = "128KiB", value_parser = parse_bytes, env = "FSERVE_CACHE_MAX_FILE")]
+    pub cache_max_file: u64,
+
+    /// Memory for cached files, per worker (e.g. 64MiB)
+    #[arg(long, default_value = "64MiB", value_parser = parse_bytes, env = "FSERVE_CACHE_SIZE")]
+    pub cache_size: u64,
+}
+
+impl Args {
+    pub fn into_config(self) -> Config {
+        let mut c = Config::new(self.root);
+        c.port = self.port;
+        c.bind = self.bind;
+        c.threads = self.threads.unwrap_or(0);
+        c.grace = self.grace;
+        c.hidden = self.hidden;
+        c.max_header_bytes = self.max_header_bytes;
+        c.header_timeout = self.header_timeout;
+        c.keepalive_timeout = self.keepalive_timeout;
+        c.send_timeout = self.send_timeout;
+        c.max_connections = self.max_connections;
+        c.cache_max_file_bytes = self.cache_max_file;
+        c.cache_bytes = self.cache_size;
+        c
+    }
+}
+
+/// `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (try 10s or 500ms)"))?;
+    let d = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("`{s}` has an unknown unit (use ms, s, m or h)")),
+    };
+    Ok(d)
+}
+
+/// `131072`, `128KiB`, `64MiB`, `1GiB` (also `k`, `KB`, `M`, `MB`, …: all powers of 1024).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (try 128KiB or 64MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("`{s}` has an unknown unit (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let cases = [
+            ("10s", 10_000),
+            ("10", 10_000),
+            ("500ms", 500),
+            ("2m", 120_000),
+            ("1h", 3_600_000),
+        ];
+        for (s, ms) in cases {
+            assert_eq!(parse_duration(s), Ok(Duration::from_millis(ms)), "{s}");
+        }
+        for bad in ["", "s", "10x", "-1s", "1.5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        let cases = [
+            ("131072", 131_072),
+            ("128KiB", 131_072),
+            ("128k", 131_072),
+            ("64MiB", 64 << 20),
+            ("1GiB", 1 << 30),
+        ];
+        for (s, n) in cases {
+            assert_eq!(parse_bytes(s), Ok(n), "{s}");
+        }
+        for bad in ["", "KiB", "12 parsecs", "99999999999999999999GiB"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cli_defaults_match_config_defaults() {
+        let args = Args::try_parse_from(["fserve"]).unwrap();
+        let c = args.into_config();
+        let d = Config::new(".");
+        assert_eq!(
+            (
+                c.port,
+                c.bind,
+                c.threads,
+                c.grace,
+                c.max_header_bytes,
+                c.header_timeout
+            ),
+            (
+                d.port,
+                d.bind,
+                d.threads,
+                d.grace,
+                d.max_header_bytes,
+                d.header_timeout
+            )
+        );
+        assert_eq!(
+            (
+                c.keepalive_timeout,
+                c.send_timeout,
+                c.max_connections,
+                c.cache_max_file_bytes,
+                c.cache_bytes
+            ),
+            (
+                d.keepalive_timeout,
+                d.send_timeout,
+                d.max_connections,
+                d.cache_max_file_bytes,
+                d.cache_bytes
+            )
+        );
+    }
+}

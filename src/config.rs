@@ -1,0 +1,111 @@
+//! The server's settings, with their defaults and bounds. Built from the command line by
+//! `cli`, or directly by tests and embedders; checked by [`Config::validate`] before use.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const DEFAULT_PORT: u16 = 8080;
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+/// Longest request head (request line and header fields); longer is 431.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+pub const MIN_MAX_HEADER_BYTES: usize = 1024;
+pub const MAX_MAX_HEADER_BYTES: usize = 1024 * 1024;
+/// The whole request head must arrive within this (a deadline, not an idle timer).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// An idle persistent connection is closed after this.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A response that makes no progress for this long is abandoned.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Open connections for the whole server; split evenly over the workers.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 65_536;
+/// Files at most this large are kept in memory with their head pre-rendered.
+pub const DEFAULT_CACHE_MAX_FILE_BYTES: u64 = 128 * 1024;
+/// Memory for cached files, per worker.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The directory to serve.
+    pub root: PathBuf,
+    pub bind: IpAddr,
+    /// 0 picks a free port (all workers share it).
+    pub port: u16,
+    /// Worker threads, each with its own ring and listener; 0 means one per available CPU.
+    pub threads: usize,
+    /// How long in-flight responses may take to finish after SIGINT/SIGTERM.
+    pub grace: Duration,
+    pub max_header_bytes: usize,
+    /// Serve dotfiles too (they are 404 by default, except under /.well-known/).
+    pub hidden: bool,
+    pub header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub send_timeout: Duration,
+    pub max_connections: usize,
+    pub cache_max_file_bytes: u64,
+    pub cache_bytes: u64,
+}
+
+impl Config {
+    /// Every default, serving `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Config {
+        Config {
+            root: root.into(),
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: DEFAULT_PORT,
+            threads: 0,
+            grace: DEFAULT_GRACE,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            hidden: false,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            cache_max_file_bytes: DEFAULT_CACHE_MAX_FILE_BYTES,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+        }
+    }
+
+    /// The worker count: `threads`, or the CPUs this process may run on (affinity and cgroup
+    /// quota aware).
+    pub fn workers(&self) -> usize {
+        if self.threads > 0 {
+            self.threads
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+
+    /// Checks the bounds; the error says which setting and what is allowed.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(MIN_MAX_HEADER_BYTES..=MAX_MAX_HEADER_BYTES).contains(&self.max_header_bytes) {
+            return Err(format!(
+                "--max-header-bytes {} is out of range; use {MIN_MAX_HEADER_BYTES} to {MAX_MAX_HEADER_BYTES}",
+                self.max_header_bytes
+            ));
+        }
+        if self.threads > 1024 {
+            return Err(format!(
+                "--threads {} is too many; use 1 to 1024 (0 = one per CPU)",
+                self.threads
+            ));
+        }
+        if self.max_connections < self.workers() {
+            return Err(format!(
+                "--max-connections {} is below the worker count {}; allow at least one per worker",
+                self.max_connections,
+                self.workers()
+            ));
+        }
+        for (name, d) in [
+            ("--header-timeout", self.header_timeout),
+            ("--keepalive-timeout", self.keepalive_timeout),
+            ("--send-timeout", self.send_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(format!("{name} must be above zero (for example 10s)"));
+            }
+        }
+        Ok(())
+    }
+}

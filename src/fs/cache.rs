@@ -1,0 +1,174 @@
+//! A per-worker cache of small files, bounded in bytes, revalidated on an interval.
+//!
+//! One cache per worker thread: `Rc` and `Cell`, no locks. Values are opaque (the server
+//! stores a file with its response head pre-rendered). Each entry remembers when it was last
+//! checked against the file system; [`Cache::get`] reports it `stale` after
+//! [`REVALIDATE_AFTER_MS`], and the caller stats the file before using it again, so an edited
+//! file is served fresh within that interval. Eviction is CLOCK (second chance): an entry
+//! used since the last sweep survives one more.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// How long a cached file is served without looking at the file system again.
+pub const REVALIDATE_AFTER_MS: u64 = 500;
+/// Bytes charged per entry on top of its own weight (key, map slot, bookkeeping).
+const ENTRY_OVERHEAD: usize = 128;
+
+struct Slot<V> {
+    value: Rc<V>,
+    weight: usize,
+    checked_ms: Cell<u64>,
+    referenced: Cell<bool>,
+}
+
+pub struct Cache<V> {
+    map: HashMap<Box<[u8]>, Slot<V>>,
+    used: usize,
+    budget: usize,
+}
+
+/// A cache hit; `stale` means revalidate before use.
+pub struct Hit<'a, V> {
+    pub value: &'a Rc<V>,
+    pub stale: bool,
+}
+
+impl<V> Cache<V> {
+    pub fn new(budget_bytes: usize) -> Cache<V> {
+        Cache {
+            map: HashMap::new(),
+            used: 0,
+            budget: budget_bytes,
+        }
+    }
+
+    pub fn get(&self, key: &[u8], now_ms: u64) -> Option<Hit<'_, V>> {
+        let slot = self.map.get(key)?;
+        slot.referenced.set(true);
+        let stale = now_ms.saturating_sub(slot.checked_ms.get()) >= REVALIDATE_AFTER_MS;
+        Some(Hit {
+            value: &slot.value,
+            stale,
+        })
+    }
+
+    /// Records that the entry for `key` was found current at `now_ms`.
+    pub fn revalidated(&self, key: &[u8], now_ms: u64) {
+        if let Some(slot) = self.map.get(key) {
+            slot.checked_ms.set(now_ms);
+        }
+    }
+
+    /// Stores `value` (weighing `weight` bytes) under `key`, evicting as needed. A value
+    /// heavier than a quarter of the budget is not stored.
+    pub fn insert(&mut self, key: &[u8], value: Rc<V>, weight: usize, now_ms: u64) {
+        self.remove(key);
+        let weight = weight + key.len() + ENTRY_OVERHEAD;
+        if weight > self.budget / 4 {
+            return;
+        }
+        if self.used + weight > self.budget {
+            self.evict(self.used + weight - self.budget);
+        }
+        self.used += weight;
+        let slot = Slot {
+            value,
+            weight,
+            checked_ms: Cell::new(now_ms),
+            referenced: Cell::new(false),
+        };
+        self.map.insert(key.into(), slot);
+    }
+
+    pub fn remove(&mut self, key: &[u8]) {
+        if let Some(slot) = self.map.remove(key) {
+            self.used -= slot.weight;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn used_bytes(&self) -> usize {
+        self.used
+    }
+
+    /// Frees at least `need` bytes, and an eighth of the budget more so that a full cache
+    /// does not sweep on every insert. Unreferenced entries go first; at most two passes.
+    fn evict(&mut self, need: usize) {
+        let target = need + self.budget / 8;
+        let mut freed = 0;
+        for _pass in 0..2 {
+            self.map.retain(|_, slot| {
+                if freed >= target || slot.referenced.replace(false) {
+                    return true;
+                }
+                freed += slot.weight;
+                false
+            });
+            if freed >= target {
+                break;
+            }
+        }
+        self.used -= freed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hits_go_stale_after_the_interval() {
+        let mut c = Cache::new(1 << 20);
+        c.insert(b"/a", Rc::new(1), 10, 1000);
+        assert!(!c.get(b"/a", 1000 + REVALIDATE_AFTER_MS - 1).unwrap().stale);
+        assert!(c.get(b"/a", 1000 + REVALIDATE_AFTER_MS).unwrap().stale);
+        c.revalidated(b"/a", 5000);
+        assert!(!c.get(b"/a", 5001).unwrap().stale);
+        assert!(c.get(b"/b", 0).is_none());
+    }
+
+    #[test]
+    fn stays_within_budget_and_keeps_referenced_entries() {
+        let budget = 100 * (100 + ENTRY_OVERHEAD + 8);
+        let mut c = Cache::new(budget);
+        for i in 0..1000u32 {
+            let key = format!("/{i:07}");
+            c.insert(key.as_bytes(), Rc::new(i), 100, 0);
+            assert!(c.used_bytes() <= budget);
+            // Keep touching one hot key: it must survive every sweep.
+            c.insert_if_absent_for_test(b"/hot", 100);
+            assert!(c.get(b"/hot", 0).is_some(), "hot key evicted at {i}");
+        }
+        assert!(c.len() > 10);
+    }
+
+    #[test]
+    fn replaces_and_refuses_oversized() {
+        let mut c = Cache::new(10_000);
+        c.insert(b"/a", Rc::new(1), 100, 0);
+        c.insert(b"/a", Rc::new(2), 200, 0);
+        assert_eq!(**c.get(b"/a", 0).unwrap().value, 2);
+        assert_eq!(c.used_bytes(), 200 + 2 + ENTRY_OVERHEAD);
+        c.insert(b"/big", Rc::new(3), 5_000, 0);
+        assert!(c.get(b"/big", 0).is_none());
+        c.remove(b"/a");
+        assert_eq!((c.len(), c.used_bytes()), (0, 0));
+    }
+
+    impl Cache<u32> {
+        fn insert_if_absent_for_test(&mut self, key: &[u8], weight: usize) {
+            if self.get(key, 0).is_none() {
+                self.insert(key, Rc::new(0), weight, 0);
+            }
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! Request heads (RFC 9112 §2–§9): parse with httparse, then admit or reject before any I/O.
+//!
+//! [`parse`] borrows the receive buffer and a caller-owned header array; nothing allocates.
+//! `Ok(None)` means the head is incomplete: read more. A [`Reject`] is an error response the
+//! connection must close after (400, 411, 413, 414, 431, 505).
+
+use super::status::Status;
+
+/// Header fields read per request; more is 431.
+pub const MAX_HEADERS: usize = 64;
+/// Longest request target; longer is 414.
+pub const MAX_TARGET_BYTES: usize = 8 * 1024;
+/// Longest request body read and thrown away (static files take no body); longer is 413.
+pub const MAX_DISCARDED_BODY_BYTES: u64 = 64 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    /// Anything else: answered 405 with `Allow: GET, HEAD`.
+    Other,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+/// An admitted request head.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Request<'b> {
+    pub method: Method,
+    pub version: Version,
+    /// The path of the target as sent (still percent-encoded), from its first `/`: an
+    /// absolute-form target's scheme and authority are removed. Empty for `Method::Other`.
+    pub path: &'b [u8],
+    /// What followed `?`, if anything (never used to find a file).
+    pub query: Option<&'b [u8]>,
+    /// Whether the connection stays open after the response (RFC 9112 §9.3).
+    pub keep_alive: bool,
+    /// Bytes of the head, through the blank line: where the body or the next request starts.
+    pub head_len: usize,
+    /// Content-Length of a body to read and discard (at most [`MAX_DISCARDED_BODY_BYTES`]).
+    pub body_len: u64,
+}
+
+/// A request answered with an error and then a closed connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reject {
+    pub status: Status,
+    pub why: &'static str,
+}
+
+fn reject(status: Status, why: &'static str) -> Reject {
+    Reject { status, why }
+}
+
+/// Parses the request head at the start of `buf`. `max_head` bounds the head's size: a head
+/// that is not complete within it is rejected (414 when the request line alone is too long,
+/// else 431), so the caller never needs to buffer more than `max_head` bytes.
+pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>, Reject> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() < max_head {
+                return Ok(None);
+            }
+            let line_done = buf.iter().position(|&b| b == b'\n').is_some();
+            return Err(if !line_done && buf.len() > MAX_TARGET_BYTES {
+                reject(Status::UriTooLong, "request target too long")
+            } else {
+                reject(
+                    Status::RequestHeaderFieldsTooLarge,
+                    "request head too large",
+                )
+            });
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(reject(
+                Status::RequestHeaderFieldsTooLarge,
+                "too many header fields",
+            ));
+        }
+        Err(httparse::Error::Version) if looks_like_other_version(buf) => {
+            return Err(reject(
+                Status::HttpVersionNotSupported,
+                "unsupported HTTP version",
+            ));
+        }
+        Err(_) => return Err(reject(Status::BadRequest, "malformed request head")),
+    };
+    if head_len > max_head {
+        return Err(reject(
+            Status::RequestHeaderFieldsTooLarge,
+            "request head too large",
+        ));
+    }
+    let method = match req.method {
+        Some("GET") => Method::Get,
+        Some("HEAD") => Method::Head,
+        _ => Method::Other,
+    };
+    let version = match req.version {
+        Some(0) => Version::Http10,
+        _ => Version::Http11,
+    };
+    let target = req.path.unwrap_or("").as_bytes();
+    if target.len() > MAX_TARGET_BYTES {
+        return Err(reject(Status::UriTooLong, "request target too long"));
+    }
+
+    let mut hosts = 0;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    let mut content_length: Option<u64> = None;
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            // RFC 9112 §6.3: differing or invalid lengths make the framing unknowable.
+            let n = parse_content_length(h.value)
+                .ok_or(reject(Status::BadRequest, "invalid Content-Length"))?;
+            if content_length.is_some_and(|prev| prev != n) {
+                return Err(reject(Status::BadRequest, "conflicting Content-Length"));
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // RFC 9112 §6.1: a server may refuse a chunked body with 411 and close.
+            return Err(reject(
+                Status::LengthRequired,
+                "chunked request bodies are not accepted",
+            ));
+        }
+    }
+    // RFC 9112 §3.2: a 1.1 request without Host, or any request with several, is a 400.
+    if hosts > 1 || (hosts == 0 && version == Version::Http11) {
+        return Err(reject(Status::BadRequest, "missing or repeated Host"));
+    }
+    let body_len = content_length.unwrap_or(0);
+    if body_len > MAX_DISCARDED_BODY_BYTES {
+        return Err(reject(Status::ContentTooLarge, "request body too large"));
+    }
+    let keep_alive = match version {
+        Version::Http11 => !close,
+        Version::Http10 => keep_alive_token && !close,
+    };
+
+    let (path, query) = if method == Method::Other {
+        (&b""[..], None)
+    } else {
+        split_target(target)?
+    };
+    Ok(Some(Request {
+        method,
+        version,
+        path,
+        query,
+        keep_alive,
+        head_len,
+        body_len,
+    }))
+}
+
+/// `HTTP/<digit>.<digit>` where httparse wanted 1.0 or 1.1: a version we do not speak (505)
+/// rather than a malformed line (400).
+fn looks_like_other_version(buf: &[u8]) -> bool {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or(b"");
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Some(sp) = line.iter().rposition(|&b| b == b' ') else {
+        return false;
+    };
+    match &line[sp + 1..] {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] => {
+            major.is_ascii_digit() && minor.is_ascii_digit()
+        }
+        _ => false,
+    }
+}
+
+fn parse_content_length(value: &[u8]) -> Option<u64> {
+    let value = value.trim_ascii();
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// Splits an origin-form or absolute-form target (RFC 9112 §3.2.1, §3.2.2) into its path and
+/// query. The fragment, never sent by a conforming client, is dropped.
+fn split_target(target: &[u8]) -> Result<(&[u8], Option<&[u8]>), Reject> {
+    let bad = reject(Status::BadRequest, "invalid request target");
+    let path_and_query: &[u8] = if target.first() == Some(&b'/') {
+        target
+    } else {
+        let rest = strip_prefix_ignore_case(target, b"http://")
+            .or_else(|| strip_prefix_ignore_case(target, b"https://"))
+            .ok_or(bad)?;
+        match rest.iter().position(|&b| matches!(b, b'/' | b'?')) {
+            Some(i) if rest[i] == b'/' => &rest[i..],
+            // An empty path means "/" (RFC 9110 §4.2.3); the query is of no use there.
+            _ => b"/",
+        }
+    };
+    let end = path_and_query
+        .iter()
+        .position(|&b| b == b'#')
+        .unwrap_or(path_and_query.len());
+    let path_and_query = &path_and_query[..end];
+    Ok(match path_and_query.iter().position(|&b| b == b'?') {
+        Some(q) => (&path_and_query[..q], Some(&path_and_query[q + 1..])),
+        None => (path_and_query, None),
+    })
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &s[prefix.len()..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 16 * 1024;
+
+    fn ok(raw: &str) -> Request<'_> {
+        match parse(raw.as_bytes(), MAX) {
+            Ok(Some(r)) => r,
+            other => panic!("{raw:?}: {other:?}"),
+        }
+    }
+
+    fn status(raw: &[u8]) -> Status {
+        match parse(raw, MAX) {
+            Err(r) => r.status,
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(raw)),
+        }
+    }
+
+    #[test]
+    fn admits_requests() {
+        // (raw, method, version, path, query, keep-alive)
+        type Case<'a> = (&'a str, Method, Version, &'a str, Option<&'a str>, bool);
+        let cases: &[Case] = &[
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+                Method::Get,
+                Version::Http11,
+                "/",
+                None,
+                true,
+            ),
+            (
+                "HEAD /x?y=1 HTTP/1.1\r\nHost: a\r\n\r\n",
+                Method::Head,
+                Version::Http11,
+                "/x",
+                Some("y=1"),
+                true,
+            ),
+            (
+                "GET /x HTTP/1.0\r\n\r\n",
+                Method::Get,
+                Version::Http10,
+                "/x",
+                None,
+                false,
+            ),
+            (
+                "GET /x HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
+                Method::Get,
+                Version::Http10,
+                "/x",
+                None,
+                true,
+            ),
+            (
+                "GET /x HTTP/1.1\r\nHost: a\r\nConnection: foo, close\r\n\r\n",
+                Method::Get,
+                Version::Http11,
+                "/x",
+                None,
+                false,
+            ),
+            (
+                "GET http://example.com/a/b?c HTTP/1.1\r\nHost: a\r\n\r\n",
+                Method::Get,
+                Version::Http11,
+                "/a/b",
+                Some("c"),
+                true,
+            ),
+            (
+                "GET HTTPS://example.com HTTP/1.1\r\nHost: a\r\n\r\n",
+                Method::Get,
+                Version::Http11,
+                "/",
+                None,
+                true,
+            ),
+            (
+                "GET http://example.com?q HTTP/1.1\r\nHost: a\r\n\r\n",
+                Method::Get,
+                Version::Http11,
+                "/",
+                None,
+                true,
+            ),
+            (
+                "POST /x HTTP/1.1\r\nHost: a\r\n\r\n",
+                Method::Other,
+                Version::Http11,
+                "",
+                None,
+                true,
+            ),
+            (
+                "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+                Method::Other,
+                Version::Http11,
+                "",
+                None,
+                true,
+            ),
+            (
+                "get / HTTP/1.1\r\nHost: a\r\n\r\n",
+                Method::Other,
+                Version::Http11,
+                "",
+                None,
+                true,
+            ),
+        ];
+        for &(raw, method, version, path, query, keep_alive) in cases {
+            let r = ok(raw);
+            assert_eq!(
+                (
+                    r.method,
+                    r.version,
+                    r.path,
+                    r.query,
+                    r.keep_alive,
+                    r.head_len
+                ),
+                (
+                    method,
+                    version,
+                    path.as_bytes(),
+                    query.map(str::as_bytes),
+                    keep_alive,
+                    raw.len()
+                ),
+                "{raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn incomplete_heads_ask_for_more() {
+        for raw in [
+            "",
+            "GET",
+            "GET / HTTP/1.1\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\n",
+        ] {
+            assert_eq!(parse(raw.as_bytes(), MAX), Ok(None), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_heads() {
+        let long_target = format!(
+            "GET /{} HTTP/1.1\r\nHost: a\r\n\r\n",
+            "a".repeat(MAX_TARGET_BYTES)
+        );
+        let long_line = format!("GET /{}", "a".repeat(MAX));
+        let big_head = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "a".repeat(MAX)
+        );
+        let many = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\n{}\r\n",
+            "X: y\r\n".repeat(MAX_HEADERS)
+        );
+        let cases: &[(&[u8], Status)] = &[
+            (b"GARBAGE\r\n\r\n", Status::BadRequest),
+            (b"GET /\r\n\r\n", Status::BadRequest),
+            (b"GET / HTTP/1.1\r\nFoo bar\r\n\r\n", Status::BadRequest),
+            (b"GET / HTTP/1.1\r\n\r\n", Status::BadRequest),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                Status::BadRequest,
+            ),
+            (b"GET foo HTTP/1.1\r\nHost: a\r\n\r\n", Status::BadRequest),
+            (
+                b"GET ftp://x/ HTTP/1.1\r\nHost: a\r\n\r\n",
+                Status::BadRequest,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n",
+                Status::BadRequest,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                Status::BadRequest,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n",
+                Status::BadRequest,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 65537\r\n\r\n",
+                Status::ContentTooLarge,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Status::LengthRequired,
+            ),
+            (
+                b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+                Status::HttpVersionNotSupported,
+            ),
+            (
+                b"GET / HTTP/1.2\r\nHost: a\r\n\r\n",
+                Status::HttpVersionNotSupported,
+            ),
+            (b"GET / FOO/1.1\r\nHost: a\r\n\r\n", Status::BadRequest),
+            (long_target.as_bytes(), Status::UriTooLong),
+            (long_line.as_bytes(), Status::UriTooLong),
+            (big_head.as_bytes(), Status::RequestHeaderFieldsTooLarge),
+            (many.as_bytes(), Status::RequestHeaderFieldsTooLarge),
+        ];
+        for &(raw, want) in cases {
+            assert_eq!(
+                status(raw),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(&raw[..raw.len().min(60)])
+            );
+        }
+    }
+
+    #[test]
+    fn bodies_within_the_bound_are_discarded() {
+        let r = ok("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(r.body_len, 5);
+        let r = ok(
+            "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 65536\r\nContent-Length: 65536\r\n\r\n",
+        );
+        assert_eq!(r.body_len, MAX_DISCARDED_BODY_BYTES);
+    }
+
+    #[test]
+    fn pipelined_heads_report_their_length() {
+        let raw = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n";
+        let first = parse(raw, MAX).unwrap().unwrap();
+        assert_eq!(first.path, b"/a");
+        let second = parse(&raw[first.head_len..], MAX).unwrap().unwrap();
+        assert_eq!(second.path, b"/b");
+        assert_eq!(first.head_len + second.head_len, raw.len());
+    }
+}

@@ -1,0 +1,291 @@
+//! Response heads (RFC 9112 §4, RFC 9110 §8, §15): written into a buffer the caller owns.
+//!
+//! A response is written in two parts so that a file's head can be rendered once and cached:
+//! the *prefix* ([`write_prefix`]: status line, Server, Date, Connection), which changes with
+//! the second and the connection, and the *representation fields* ([`write_file_fields`]:
+//! Content-Type, Content-Length, Last-Modified, ETag and the blank line), which change only
+//! when the file does.
+
+use std::io::Write;
+
+use super::date::HttpDate;
+use super::request::{Request, Version};
+use super::status::Status;
+
+/// The Connection field a response carries (RFC 9112 §9.3, §9.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connection {
+    /// HTTP/1.1 persistent: no field needed.
+    Persistent,
+    /// HTTP/1.0 persistent: `Connection: keep-alive`.
+    KeepAlive,
+    /// The server closes after this response: `Connection: close`.
+    Close,
+}
+
+impl Connection {
+    /// What to send for `req`, given whether the server itself wants to close.
+    pub fn for_request(req: &Request<'_>, server_closes: bool) -> Connection {
+        match (req.keep_alive && !server_closes, req.version) {
+            (false, _) => Connection::Close,
+            (true, Version::Http11) => Connection::Persistent,
+            (true, Version::Http10) => Connection::KeepAlive,
+        }
+    }
+
+    pub fn closes(self) -> bool {
+        self == Connection::Close
+    }
+}
+
+/// Writes the status line, `Server`, `Date` and, where needed, `Connection`.
+pub fn write_prefix(out: &mut Vec<u8>, status: Status, date: &HttpDate, conn: Connection) {
+    out.extend_from_slice(status.line());
+    out.extend_from_slice(b"Server: fserve\r\nDate: ");
+    out.extend_from_slice(date.as_bytes());
+    out.extend_from_slice(match conn {
+        Connection::Persistent => b"\r\n",
+        Connection::KeepAlive => b"\r\nConnection: keep-alive\r\n",
+        Connection::Close => b"\r\nConnection: close\r\n",
+    });
+}
+
+/// What a file's response head says about it.
+#[derive(Clone, Copy, Debug)]
+pub struct FileFields<'a> {
+    pub content_type: &'a str,
+    pub len: u64,
+    /// Last modification, seconds since the Unix epoch.
+    pub mtime: i64,
+}
+
+/// Writes a file's representation fields and the blank line that ends the head.
+pub fn write_file_fields(out: &mut Vec<u8>, f: &FileFields<'_>) {
+    out.extend_from_slice(b"Content-Type: ");
+    out.extend_from_slice(f.content_type.as_bytes());
+    out.extend_from_slice(b"\r\nContent-Length: ");
+    write_decimal(out, f.len);
+    out.extend_from_slice(b"\r\nLast-Modified: ");
+    out.extend_from_slice(HttpDate::from_unix(f.mtime).as_bytes());
+    out.extend_from_slice(b"\r\nETag: ");
+    write_etag(out, f.mtime, f.len);
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+/// A strong entity tag in nginx's format, `"<mtime hex>-<length hex>"`, so a cache in front
+/// keeps its validators when nginx is swapped for fserve (RFC 9110 §8.8.3).
+pub fn write_etag(out: &mut Vec<u8>, mtime: i64, len: u64) {
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "\"{:x}-{:x}\"", mtime.max(0), len);
+}
+
+fn write_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Writes a whole error response: a small HTML page saying the status. `head_only` leaves
+/// the body out (HEAD) but keeps its Content-Length.
+pub fn write_error(
+    out: &mut Vec<u8>,
+    status: Status,
+    date: &HttpDate,
+    conn: Connection,
+    head_only: bool,
+) {
+    write_prefix(out, status, date, conn);
+    if status == Status::MethodNotAllowed {
+        out.extend_from_slice(b"Allow: GET, HEAD\r\n");
+    }
+    write_html_body(out, status, head_only, |_| {});
+}
+
+/// Writes a 301 to the directory `segment` + `/` (RFC 9110 §15.4.2), relative to the request
+/// (so it works behind any prefix a proxy adds), keeping the query string.
+///
+/// `segment` is the last path segment exactly as the client sent it (still
+/// percent-encoded, so safe in a header field).
+pub fn write_directory_redirect(
+    out: &mut Vec<u8>,
+    segment: &[u8],
+    query: Option<&[u8]>,
+    date: &HttpDate,
+    conn: Connection,
+    head_only: bool,
+) {
+    write_prefix(out, Status::MovedPermanently, date, conn);
+    out.extend_from_slice(b"Location: ");
+    let location_start = out.len();
+    // A first segment with a colon would read as a URI scheme (RFC 3986 §4.2).
+    if segment.contains(&b':') {
+        out.extend_from_slice(b"./");
+    }
+    out.extend_from_slice(segment);
+    out.push(b'/');
+    if let Some(q) = query {
+        out.push(b'?');
+        out.extend_from_slice(q);
+    }
+    let location_end = out.len();
+    out.extend_from_slice(b"\r\n");
+    write_html_body(out, Status::MovedPermanently, head_only, |out| {
+        let location = out[location_start..location_end].to_vec();
+        out.extend_from_slice(b"<p><a href=\"");
+        out.extend_from_slice(&location);
+        out.extend_from_slice(b"\">Moved here</a></p>\n");
+    });
+}
+
+/// Writes Content-Type, Content-Length, the blank line and (unless `head_only`) a small HTML
+/// page titled with the status, with `extra` written into the page.
+fn write_html_body(
+    out: &mut Vec<u8>,
+    status: Status,
+    head_only: bool,
+    extra: impl FnOnce(&mut Vec<u8>),
+) {
+    out.extend_from_slice(b"Content-Type: text/html; charset=utf-8\r\nContent-Length: ");
+    let len_at = out.len();
+    out.extend_from_slice(b"\r\n\r\n");
+    let body_start = out.len();
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html lang=\"en\"><meta charset=\"utf-8\"><title>{code} {reason}</title>\n\
+         <h1>{code} {reason}</h1>\n",
+        code = status.code(),
+        reason = status.reason()
+    );
+    extra(out);
+    out.extend_from_slice(b"<hr><p>fserve</p>\n");
+    let body_len = out.len() - body_start;
+    if head_only {
+        out.truncate(body_start);
+    }
+    let mut digits = Vec::with_capacity(8);
+    write_decimal(&mut digits, body_len as u64);
+    out.splice(len_at..len_at, digits);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(out: &[u8]) -> &str {
+        std::str::from_utf8(out).unwrap()
+    }
+
+    fn date() -> HttpDate {
+        HttpDate::from_unix(784_111_777)
+    }
+
+    #[test]
+    fn prefixes() {
+        let cases = [
+            (Connection::Persistent, ""),
+            (Connection::KeepAlive, "Connection: keep-alive\r\n"),
+            (Connection::Close, "Connection: close\r\n"),
+        ];
+        for (conn, field) in cases {
+            let mut out = Vec::new();
+            write_prefix(&mut out, Status::Ok, &date(), conn);
+            assert_eq!(
+                text(&out),
+                format!(
+                    "HTTP/1.1 200 OK\r\nServer: fserve\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n{field}"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn file_fields() {
+        let mut out = Vec::new();
+        let f = FileFields {
+            content_type: "text/html; charset=utf-8",
+            len: 1234,
+            mtime: 0x5f5e_1000,
+        };
+        write_file_fields(&mut out, &f);
+        assert_eq!(
+            text(&out),
+            "Content-Type: text/html; charset=utf-8\r\nContent-Length: 1234\r\n\
+             Last-Modified: Sun, 13 Sep 2020 12:26:40 GMT\r\nETag: \"5f5e1000-4d2\"\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn decimals() {
+        for n in [0u64, 7, 10, 99, 100, 65_535, u64::MAX] {
+            let mut out = Vec::new();
+            write_decimal(&mut out, n);
+            assert_eq!(text(&out), n.to_string());
+        }
+    }
+
+    /// The Content-Length of every error page is the length of its body.
+    #[test]
+    fn error_pages_are_framed() {
+        for status in [
+            Status::BadRequest,
+            Status::NotFound,
+            Status::MethodNotAllowed,
+            Status::HttpVersionNotSupported,
+        ] {
+            let mut full = Vec::new();
+            write_error(&mut full, status, &date(), Connection::Close, false);
+            let s = text(&full);
+            let (head, body) = s.split_once("\r\n\r\n").unwrap();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(len, body.len(), "{s}");
+            assert!(body.contains(&status.code().to_string()));
+            assert_eq!(
+                head.contains("Allow: GET, HEAD"),
+                status == Status::MethodNotAllowed
+            );
+            let mut head_only = Vec::new();
+            write_error(&mut head_only, status, &date(), Connection::Close, true);
+            assert_eq!(text(&head_only), format!("{head}\r\n\r\n"));
+        }
+    }
+
+    #[test]
+    fn redirects_are_relative_and_keep_the_query() {
+        type Case<'a> = (&'a [u8], Option<&'a [u8]>, &'a str);
+        let cases: &[Case] = &[
+            (b"docs", None, "docs/"),
+            (b"docs", Some(b"a=1&b"), "docs/?a=1&b"),
+            (b"a%20b", None, "a%20b/"),
+            (b"c:d", None, "./c:d/"),
+        ];
+        for &(segment, query, want) in cases {
+            let mut out = Vec::new();
+            write_directory_redirect(
+                &mut out,
+                segment,
+                query,
+                &date(),
+                Connection::Persistent,
+                false,
+            );
+            let s = text(&out);
+            assert!(s.starts_with("HTTP/1.1 301 Moved Permanently\r\n"), "{s}");
+            assert!(s.contains(&format!("\r\nLocation: {want}\r\n")), "{s}");
+            assert!(s.contains(&format!("<a href=\"{want}\">")), "{s}");
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! fserve: a static file server for Linux. HTTP/1.1 from one io_uring ring per CPU core.
+//!
+//! Layers (a layer may use those below it, never those above):
+//! - [`server`]: listeners, workers, connections, timeouts, shutdown; maps I/O to statuses.
+//! - [`http`]: pure HTTP/1.1 parsing and encoding. [`fs`]: path policy, files, cache.
+//! - [`uring`]: the io_uring engine, the only module that names tokio-uring or io-uring.
+
+pub mod cli;
+pub mod config;
+pub mod fs;
+pub mod http;
+pub mod server;
+pub mod uring;
+
+pub use config::Config;
+pub use server::{Server, StartError};

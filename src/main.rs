@@ -1,0 +1,55 @@
+//! `fserve [ROOT]`: parse the flags, start the server, wait for SIGINT/SIGTERM, drain.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use fserve::cli::Args;
+use fserve::{Server, StartError};
+
+/// Exit code for start-up failures (bad flags, root, port, io_uring).
+const EXIT_START: u8 = 2;
+/// Exit code when a second signal cuts the drain short.
+const EXIT_INTERRUPTED: i32 = 130;
+
+fn main() -> ExitCode {
+    let cfg = Args::parse().into_config();
+    // Signals are taken before the workers start, so a signal during start-up is not lost.
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("cannot handle signals: {e}")),
+    };
+    let server = match Server::start(cfg) {
+        Ok(s) => s,
+        Err(e) => return fail(&start_error(&e)),
+    };
+    eprintln!(
+        "fserve: serving {} at http://{}/ ({} workers, io_uring)",
+        server.root().display(),
+        server.local_addr(),
+        server.workers()
+    );
+    // Wait for the first signal, then drain; a second one exits at once.
+    let _ = signals.forever().next();
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            eprintln!("fserve: second signal, exiting without waiting");
+            std::process::exit(EXIT_INTERRUPTED);
+        }
+    });
+    if !server.shutdown() {
+        eprintln!("fserve: some connections were still busy at the end of the grace period");
+    }
+    ExitCode::SUCCESS
+}
+
+fn start_error(e: &StartError) -> String {
+    e.to_string()
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("fserve: {msg}");
+    ExitCode::from(EXIT_START)
+}

@@ -1,0 +1,262 @@
+//! The glue: listeners, worker threads, the per-connection driver, timeouts and shutdown.
+//! The only layer that turns I/O errors into HTTP statuses.
+//!
+//! Start-up ([`Server::start`]):
+//! 1. validate the config, resolve the root to an absolute directory and open it;
+//! 2. probe io_uring once (ring flags and opcodes), so a refusal is one clear error;
+//! 3. bind one SO_REUSEPORT listener per worker (port 0: the first picks, the rest follow);
+//! 4. start the workers, each with its own ring, listener, cache and date (worker.rs), and
+//!    wait until every ring is up.
+//!
+//! Shutdown ([`Server::shutdown`]): every worker stops listening, lets in-flight responses
+//! finish and closes idle connections; after the grace period the remaining connections are
+//! abandoned.
+
+mod clock;
+mod conn;
+mod respond;
+mod worker;
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::fs::Root;
+use crate::uring;
+
+/// Pending connections per listener that the kernel completes before we accept them.
+const LISTEN_BACKLOG: i32 = 4096;
+/// Extra time, beyond the grace period, that [`Server::shutdown`] waits for workers to end.
+const JOIN_SLACK: Duration = Duration::from_secs(2);
+
+/// Why the server could not start. Its `Display` is one line: the cause and the fix.
+#[derive(Debug)]
+pub enum StartError {
+    Config(String),
+    Root { path: PathBuf, err: io::Error },
+    NotADirectory(PathBuf),
+    Bind { addr: SocketAddr, err: io::Error },
+    Uring(uring::ProbeError),
+    Worker(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Config(msg) => f.write_str(msg),
+            StartError::Root { path, err } => match err.kind() {
+                io::ErrorKind::NotFound => write!(
+                    f,
+                    "the directory to serve, {}, does not exist; pass an existing directory (e.g. `fserve ./public`)",
+                    path.display()
+                ),
+                io::ErrorKind::PermissionDenied => write!(
+                    f,
+                    "cannot open {}: permission denied; make it readable by this user or run fserve as one who can read it",
+                    path.display()
+                ),
+                _ => write!(f, "cannot open {}: {err}", path.display()),
+            },
+            StartError::NotADirectory(path) => write!(
+                f,
+                "{} is not a directory; pass the directory that holds it (e.g. `fserve {}`)",
+                path.display(),
+                path.parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."))
+                    .display()
+            ),
+            StartError::Bind { addr, err } => match err.kind() {
+                io::ErrorKind::AddrInUse => write!(
+                    f,
+                    "cannot listen on {addr}: the address is in use by another process; stop it or choose another port with --port"
+                ),
+                io::ErrorKind::PermissionDenied => write!(
+                    f,
+                    "cannot listen on {addr}: permission denied; ports below 1024 need root or CAP_NET_BIND_SERVICE, so choose another with --port"
+                ),
+                io::ErrorKind::AddrNotAvailable => write!(
+                    f,
+                    "cannot listen on {addr}: no interface here has that address; choose one with --bind (0.0.0.0 for all)"
+                ),
+                _ => write!(f, "cannot listen on {addr}: {err}"),
+            },
+            StartError::Uring(e) => e.fmt(f),
+            StartError::Worker(e) => write!(f, "cannot start a worker thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A running server. Dropping it shuts it down like [`Server::shutdown`].
+pub struct Server {
+    addr: SocketAddr,
+    root: PathBuf,
+    workers: usize,
+    grace: Duration,
+    stop: tokio::sync::watch::Sender<bool>,
+    done: mpsc::Receiver<()>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts serving; returns once every worker's ring is up and listening.
+    pub fn start(mut cfg: Config) -> Result<Server, StartError> {
+        cfg.validate().map_err(StartError::Config)?;
+        let root = std::fs::canonicalize(&cfg.root).map_err(|err| StartError::Root {
+            path: cfg.root.clone(),
+            err,
+        })?;
+        if !root.is_dir() {
+            return Err(StartError::NotADirectory(cfg.root.clone()));
+        }
+        let root_fd = Root::open(&root).map_err(|err| StartError::Root {
+            path: root.clone(),
+            err,
+        })?;
+        cfg.root = root.clone();
+        let setup = uring::probe().map_err(StartError::Uring)?;
+
+        let workers = cfg.workers();
+        let listeners = bind_listeners(SocketAddr::new(cfg.bind, cfg.port), workers)?;
+        let addr = listeners[0].local_addr().map_err(StartError::Worker)?;
+
+        let shared = Arc::new(worker::Shared {
+            cfg,
+            root: root_fd,
+            setup,
+        });
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (done_tx, done) = mpsc::channel();
+        let mut threads = Vec::with_capacity(workers);
+        for (id, listener) in listeners.into_iter().enumerate() {
+            let shared = shared.clone();
+            let stop_rx = stop_rx.clone();
+            let ready_tx = ready_tx.clone();
+            let done_tx = done_tx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("fserve-w{id}"))
+                .spawn(move || {
+                    worker::run(id, shared, listener, stop_rx, ready_tx);
+                    let _ = done_tx.send(());
+                })
+                .map_err(StartError::Worker)?;
+            threads.push(thread);
+        }
+        drop(ready_tx);
+        let grace = shared.cfg.grace;
+        let server = Server {
+            addr,
+            root,
+            workers,
+            grace,
+            stop,
+            done,
+            threads,
+        };
+        for _ in 0..workers {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(StartError::Uring(uring::ProbeError::Setup(e))),
+                Err(_) => {
+                    return Err(StartError::Worker(io::Error::other(
+                        "a worker exited during start-up",
+                    )));
+                }
+            }
+        }
+        Ok(server)
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The absolute path of the directory served.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Stops accepting, lets in-flight responses finish within the grace period, and waits
+    /// for the workers to end. Returns whether every worker ended in time.
+    pub fn shutdown(mut self) -> bool {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> bool {
+        let _ = self.stop.send(true);
+        let deadline = Instant::now() + self.grace + JOIN_SLACK;
+        let mut ended = 0;
+        while ended < self.threads.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.done.recv_timeout(left) {
+                Ok(()) => ended += 1,
+                Err(_) => break,
+            }
+        }
+        let all = ended == self.threads.len();
+        if all {
+            for t in self.threads.drain(..) {
+                let _ = t.join();
+            }
+        } else {
+            // Leave stuck workers detached: the process is about to exit anyway.
+            self.threads.clear();
+        }
+        all
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.stop_and_join();
+        }
+    }
+}
+
+/// One listener per worker, all on the same address with SO_REUSEPORT, so the kernel
+/// spreads new connections over the workers. With port 0 the first one picks the port.
+fn bind_listeners(addr: SocketAddr, count: usize) -> Result<Vec<TcpListener>, StartError> {
+    let mut addr = addr;
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let listener = bind_one(addr).map_err(|err| StartError::Bind { addr, err })?;
+        if addr.port() == 0 {
+            addr = listener
+                .local_addr()
+                .map_err(|err| StartError::Bind { addr, err })?;
+        }
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}

@@ -1,0 +1,186 @@
+//! One worker: a thread with its own ring, listener, file cache and date; an accept loop
+//! that spawns a task per connection, bounded by the worker's share of `--max-connections`.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::TcpListener;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::clock::DateCache;
+use super::conn;
+use super::respond::CachedFile;
+use crate::config::Config;
+use crate::fs::{Cache, Root};
+use crate::uring::{self, Listener, RingSetup};
+
+/// Read-only state every worker shares.
+pub struct Shared {
+    pub cfg: Config,
+    pub root: Root,
+    pub setup: RingSetup,
+}
+
+/// Pause after accept fails for lack of file descriptors, before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// At most one log line per this interval about accept failures.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A worker's own state: used by its thread alone.
+pub struct Worker {
+    pub shared: Arc<Shared>,
+    pub cache: RefCell<Cache<CachedFile>>,
+    pub date: DateCache,
+    /// Set once shutdown begins; connections close instead of waiting for another request.
+    pub stopping: Cell<bool>,
+    /// Woken when shutdown begins.
+    pub stop: Notify,
+    conns: Cell<usize>,
+    max_conns: usize,
+    /// Woken when a connection ends (for the cap, and for the drain).
+    conn_closed: Notify,
+}
+
+impl Worker {
+    pub fn cfg(&self) -> &Config {
+        &self.shared.cfg
+    }
+}
+
+/// Counts a connection for its whole life.
+pub struct ConnGuard(Rc<Worker>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.conns.set(self.0.conns.get() - 1);
+        self.0.conn_closed.notify_waiters();
+    }
+}
+
+/// The worker thread's body: build the ring, report readiness, serve until told to stop.
+pub fn run(
+    id: usize,
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    mut stop_rx: tokio::sync::watch::Receiver<bool>,
+    ready: mpsc::Sender<io::Result<()>>,
+) {
+    let setup = shared.setup;
+    let workers = shared.cfg.workers();
+    let max_conns = shared.cfg.max_connections.div_ceil(workers).max(1);
+    let cache_bytes = usize::try_from(shared.cfg.cache_bytes).unwrap_or(usize::MAX);
+    let grace = shared.cfg.grace;
+    let ready_err = ready.clone();
+    let body = async move {
+        let _ = ready.send(Ok(()));
+        let w = Rc::new(Worker {
+            shared,
+            cache: RefCell::new(Cache::new(cache_bytes)),
+            date: DateCache::new(),
+            stopping: Cell::new(false),
+            stop: Notify::new(),
+            conns: Cell::new(0),
+            max_conns,
+            conn_closed: Notify::new(),
+        });
+        let listener = Listener::new(listener);
+        {
+            let w = w.clone();
+            uring::spawn(async move {
+                while !*stop_rx.borrow_and_update() {
+                    if stop_rx.changed().await.is_err() {
+                        break;
+                    }
+                }
+                w.stopping.set(true);
+                w.stop.notify_waiters();
+            });
+        }
+        accept_loop(&w, &listener).await;
+        listener.stop();
+        drop(listener);
+        // Drain: idle connections close at once, busy ones finish their response.
+        let drained = async {
+            while w.conns.get() > 0 {
+                let closed = w.conn_closed.notified();
+                if w.conns.get() == 0 {
+                    break;
+                }
+                closed.await;
+            }
+        };
+        if tokio::time::timeout(grace, drained).await.is_err() {
+            eprintln!(
+                "fserve: worker {id}: {} connection(s) still busy after the {}s grace period; closing them",
+                w.conns.get(),
+                grace.as_secs_f64()
+            );
+        }
+    };
+    if let Err(e) = uring::block_on(setup, body) {
+        let _ = ready_err.send(Err(e));
+    }
+}
+
+async fn accept_loop(w: &Rc<Worker>, listener: &Listener) {
+    let mut last_log: Option<tokio::time::Instant> = None;
+    loop {
+        while w.conns.get() >= w.max_conns && !w.stopping.get() {
+            let closed = w.conn_closed.notified();
+            tokio::select! {
+                _ = closed => {}
+                _ = w.stop.notified() => {}
+            }
+        }
+        if w.stopping.get() {
+            return;
+        }
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = w.stop.notified() => return,
+        };
+        match accepted {
+            Ok(sock) => {
+                w.conns.set(w.conns.get() + 1);
+                let guard = ConnGuard(w.clone());
+                uring::spawn(conn::serve(guard, sock));
+            }
+            Err(e) => {
+                if w.stopping.get() {
+                    return;
+                }
+                let out_of_fds = matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                );
+                let now = tokio::time::Instant::now();
+                if last_log.is_none_or(|t| now.duration_since(t) >= ACCEPT_LOG_INTERVAL) {
+                    last_log = Some(now);
+                    if out_of_fds {
+                        eprintln!(
+                            "fserve: accept failed: {e}; raise the open-file limit (ulimit -n) or lower --max-connections; retrying"
+                        );
+                    } else {
+                        eprintln!("fserve: accept failed: {e}; retrying");
+                    }
+                }
+                if out_of_fds {
+                    tokio::select! {
+                        _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                        _ = w.stop.notified() => return,
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl ConnGuard {
+    pub fn worker(&self) -> &Rc<Worker> {
+        &self.0
+    }
+}

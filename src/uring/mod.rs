@@ -1,0 +1,240 @@
+//! The io_uring engine: the only module that names `tokio_uring` or `io_uring`.
+//!
+//! It gives the rest of fserve a small surface: probe the kernel once ([`probe`]), run a
+//! future on a per-thread ring ([`block_on`], [`spawn`]), and sockets whose accept, receive,
+//! send and readiness waits are io_uring operations ([`Listener`], [`Socket`]). The runtime
+//! could be swapped by rewriting this module alone.
+//!
+//! Every operation is submitted through `tokio_uring::UnsubmittedOneshot` with *stable data*
+//! that owns the file descriptor (an `Rc<OwnedFd>`) and every buffer the kernel reads or
+//! writes. If the future is dropped before the completion arrives, tokio-uring keeps that
+//! data alive until the kernel is done with it, so neither a buffer nor an fd number can be
+//! freed or reused under the kernel. Dropping an operation does NOT cancel it: callers that
+//! give up on a wait call [`Socket::shutdown`] so that the pending operation completes.
+//!
+//! Ops used, all single-completion: ACCEPT, RECV, SENDMSG, POLL_ADD. Large file bodies go
+//! out with `sendfile(2)` on the non-blocking socket; when it would block, a POLL_ADD on the
+//! ring waits for writability (DESIGN.md: io_uring splice punts to kernel workers).
+
+mod ops;
+
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::rc::Rc;
+
+pub use ops::{Chunk, SendBatch};
+
+/// Submission queue entries per ring. Completion queue is twice that (tokio-uring's
+/// default); the kernel buffers overflowing completions (IORING_FEAT_NODROP).
+pub const RING_ENTRIES: u32 = 1024;
+
+/// The ring setup flags the kernel accepted at start-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingSetup {
+    /// IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG: no inter-processor interrupt
+    /// per completion; measured faster than the default flags on this workload.
+    pub coop_taskrun: bool,
+    /// IORING_SETUP_SINGLE_ISSUER: only the worker thread that made the ring submits.
+    pub single_issuer: bool,
+}
+
+impl RingSetup {
+    fn builder(self) -> io_uring::Builder {
+        let mut b = io_uring::IoUring::builder();
+        if self.coop_taskrun {
+            b.setup_coop_taskrun().setup_taskrun_flag();
+        }
+        if self.single_issuer {
+            b.setup_single_issuer();
+        }
+        b
+    }
+}
+
+/// Why the kernel would not give us a usable ring.
+#[derive(Debug)]
+pub enum ProbeError {
+    /// io_uring_setup failed.
+    Setup(io::Error),
+    /// The ring works but lacks an operation fserve needs (an old kernel).
+    MissingOp(&'static str),
+}
+
+impl std::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeError::Setup(e) => match e.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => write!(
+                    f,
+                    "io_uring is refused by this system ({e}): a seccomp profile blocks it \
+                     (Docker 25+ and Kubernetes RuntimeDefault do) or sysctl \
+                     kernel.io_uring_disabled is set; run the container with \
+                     `--security-opt seccomp=deploy/seccomp-io_uring.json` (Docker's default \
+                     profile plus io_uring_setup, io_uring_enter, io_uring_register) or set \
+                     `sysctl kernel.io_uring_disabled=0`"
+                ),
+                Some(libc::ENOSYS) => write!(
+                    f,
+                    "this kernel has no io_uring ({e}): it is too old or built without \
+                     CONFIG_IO_URING; run fserve on Linux 6.1 or newer"
+                ),
+                Some(libc::ENOMEM) => write!(
+                    f,
+                    "cannot set up an io_uring ring ({e}): the locked-memory limit is too \
+                     low; raise it (`ulimit -l unlimited`, or `--ulimit memlock=-1` for docker)"
+                ),
+                _ => write!(f, "cannot set up an io_uring ring: {e}"),
+            },
+            ProbeError::MissingOp(op) => write!(
+                f,
+                "this kernel's io_uring lacks the {op} operation: run fserve on Linux 6.1 or newer"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ProbeError {}
+
+/// Finds the best ring flags this kernel accepts, and checks the opcodes fserve submits.
+/// Called once at start-up, before any worker starts, so a refusal is one clear error.
+pub fn probe() -> Result<RingSetup, ProbeError> {
+    let candidates = [
+        RingSetup {
+            coop_taskrun: true,
+            single_issuer: true,
+        },
+        RingSetup {
+            coop_taskrun: true,
+            single_issuer: false,
+        },
+        RingSetup {
+            coop_taskrun: false,
+            single_issuer: false,
+        },
+    ];
+    let mut last = None;
+    for setup in candidates {
+        match setup.builder().build(8) {
+            Ok(ring) => {
+                let mut probe = io_uring::Probe::new();
+                ring.submitter()
+                    .register_probe(&mut probe)
+                    .map_err(ProbeError::Setup)?;
+                for (code, name) in [
+                    (io_uring::opcode::Accept::CODE, "ACCEPT"),
+                    (io_uring::opcode::Recv::CODE, "RECV"),
+                    (io_uring::opcode::SendMsg::CODE, "SENDMSG"),
+                    (io_uring::opcode::PollAdd::CODE, "POLL_ADD"),
+                ] {
+                    if !probe.is_supported(code) {
+                        return Err(ProbeError::MissingOp(name));
+                    }
+                }
+                return Ok(setup);
+            }
+            // An older kernel refuses flags it does not know with EINVAL: try fewer.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = Some(e),
+            Err(e) => return Err(ProbeError::Setup(e)),
+        }
+    }
+    Err(ProbeError::Setup(last.unwrap_or_else(|| {
+        io::Error::from_raw_os_error(libc::EINVAL)
+    })))
+}
+
+/// Builds this thread's ring and runtime with `setup`, and runs `fut` to completion on it.
+pub fn block_on<F: Future>(setup: RingSetup, fut: F) -> io::Result<F::Output> {
+    let rt = tokio_uring::Runtime::new(
+        tokio_uring::builder()
+            .entries(RING_ENTRIES)
+            .uring_builder(&setup.builder()),
+    )?;
+    Ok(rt.block_on(fut))
+}
+
+/// Spawns a task on the current thread's runtime.
+pub fn spawn<F: Future + 'static>(fut: F) {
+    drop(tokio_uring::spawn(fut));
+}
+
+/// A listening socket whose accepts go through the ring.
+pub struct Listener {
+    fd: Rc<OwnedFd>,
+}
+
+impl Listener {
+    pub fn new(listener: std::net::TcpListener) -> Listener {
+        Listener {
+            fd: Rc::new(listener.into()),
+        }
+    }
+
+    /// Accepts one connection. The new socket is non-blocking (for `sendfile`) and
+    /// close-on-exec.
+    pub async fn accept(&self) -> io::Result<Socket> {
+        let fd = ops::accept(&self.fd).await?;
+        Ok(Socket { fd: Rc::new(fd) })
+    }
+
+    /// Wakes a pending [`Listener::accept`] with an error and makes the kernel refuse new
+    /// connections to this socket (it stops listening).
+    pub fn stop(&self) {
+        let _ = rustix::net::shutdown(&*self.fd, rustix::net::Shutdown::Both);
+    }
+}
+
+/// A connected TCP socket whose receives, sends and waits go through the ring.
+pub struct Socket {
+    fd: Rc<OwnedFd>,
+}
+
+impl Socket {
+    /// Receives into the spare capacity of `buf` (after its length) and grows its length by
+    /// the count received; `Ok(0)` is the peer's end of stream.
+    pub async fn recv(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        ops::recv(&self.fd, buf).await
+    }
+
+    /// Sends what `batch` holds, once; may send less than all of it (see
+    /// [`SendBatch::consume`]). `more` (MSG_MORE) tells the kernel a body follows at once
+    /// (by sendfile), so the head need not go out in a packet of its own.
+    pub async fn send(&self, batch: SendBatch, more: bool) -> (io::Result<usize>, SendBatch) {
+        ops::send(&self.fd, batch, more).await
+    }
+
+    /// Waits until the socket is writable (or has failed: the next send reports why).
+    pub async fn writable(&self) -> io::Result<()> {
+        ops::poll_out(&self.fd).await
+    }
+
+    /// `sendfile(2)` from `file` at `*offset`, at most `count` bytes, without blocking:
+    /// `ErrorKind::WouldBlock` means wait for [`Socket::writable`].
+    pub fn sendfile(
+        &self,
+        file: BorrowedFd<'_>,
+        offset: &mut u64,
+        count: usize,
+    ) -> io::Result<usize> {
+        Ok(rustix::fs::sendfile(&*self.fd, file, Some(offset), count)?)
+    }
+
+    /// Shuts down one or both directions. Pending ring operations on the socket complete
+    /// promptly afterwards (a receive with 0, a send or poll with an error).
+    pub fn shutdown(&self, how: std::net::Shutdown) {
+        let how = match how {
+            std::net::Shutdown::Read => rustix::net::Shutdown::Read,
+            std::net::Shutdown::Write => rustix::net::Shutdown::Write,
+            std::net::Shutdown::Both => rustix::net::Shutdown::Both,
+        };
+        let _ = rustix::net::shutdown(&*self.fd, how);
+    }
+
+    pub fn set_nodelay(&self) -> io::Result<()> {
+        Ok(rustix::net::sockopt::set_tcp_nodelay(&*self.fd, true)?)
+    }
+
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
