@@ -180,7 +180,9 @@ impl Conn {
                 head_deadline
             };
             if buf.capacity() - buf.len() < MIN_RECV_SPACE {
-                let want = (buf.capacity() * 2).min(max_head.max(INITIAL_RECV_BYTES)) - buf.len();
+                let want = (buf.capacity() * 2)
+                    .min(max_head.max(INITIAL_RECV_BYTES))
+                    .saturating_sub(buf.len());
                 buf.reserve_exact(want.max(MIN_RECV_SPACE));
             }
             let stop = if idle { Some(&self.w.stop) } else { None };

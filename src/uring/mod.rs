@@ -98,7 +98,25 @@ impl std::error::Error for ProbeError {}
 
 /// Finds the best ring flags this kernel accepts, and checks the opcodes fserve submits.
 /// Called once at start-up, before any worker starts, so a refusal is one clear error.
+///
+/// The probe rings live and die on a short-lived thread of their own: tearing a ring down
+/// queues task work on the thread that made it, which makes that thread's next blocking
+/// socket call with a timeout fail with EINTR (seen on 6.18). The caller's thread, perhaps an
+/// embedder's, is left alone.
 pub fn probe() -> Result<RingSetup, ProbeError> {
+    std::thread::Builder::new()
+        .name("fserve-probe".into())
+        .spawn(probe_here)
+        .map_err(ProbeError::Setup)?
+        .join()
+        .unwrap_or_else(|_| {
+            Err(ProbeError::Setup(io::Error::other(
+                "the io_uring probe panicked",
+            )))
+        })
+}
+
+fn probe_here() -> Result<RingSetup, ProbeError> {
     let candidates = [
         RingSetup {
             coop_taskrun: true,

@@ -1,0 +1,90 @@
+//! A warm keep-alive request for a cached file allocates nothing.
+//!
+//! This is its own test binary (not a module of tests/tests.rs) because it installs a
+//! counting global allocator: it must see no allocation but the server's and this client's,
+//! and the client below allocates nothing while it measures.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const REQUEST: &[u8] =
+    b"GET /page.html HTTP/1.1\r\nHost: localhost\r\nUser-Agent: alloc-test\r\nAccept: */*\r\n\r\n";
+const BODY_LEN: usize = 1024;
+
+/// Sends one request and reads the whole response into `buf` (no allocation).
+fn round_trip(stream: &mut TcpStream, buf: &mut [u8]) -> usize {
+    stream.write_all(REQUEST).unwrap();
+    let mut got = 0;
+    loop {
+        let n = stream.read(&mut buf[got..]).unwrap();
+        assert!(n > 0, "server closed the connection");
+        got += n;
+        if let Some(end) = buf[..got].windows(4).position(|w| w == b"\r\n\r\n") {
+            if got >= end + 4 + BODY_LEN {
+                assert_eq!(got, end + 4 + BODY_LEN, "more bytes than one response");
+                return got;
+            }
+        }
+    }
+}
+
+#[test]
+fn warm_cached_request_allocates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("page.html"), vec![b'x'; BODY_LEN]).unwrap();
+    let mut cfg = fserve::Config::new(dir.path());
+    cfg.bind = IpAddr::from([127, 0, 0, 1]);
+    cfg.port = 0;
+    cfg.threads = 1;
+    let server = fserve::Server::start(cfg).expect("server starts (io_uring must be available)");
+    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = vec![0u8; 8192];
+    // Warm up: cache the file, grow the connection's buffers, format today's Date.
+    for _ in 0..200 {
+        let n = round_trip(&mut stream, &mut buf);
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK\r\n"));
+    }
+    // Measure over 1.2 s, so the span crosses a Date change and a cache revalidation too.
+    let start = std::time::Instant::now();
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let mut requests = 0;
+    while start.elapsed() < Duration::from_millis(1200) {
+        round_trip(&mut stream, &mut buf);
+        requests += 1;
+    }
+    let allocations = ALLOCATIONS.load(Ordering::SeqCst) - before;
+    assert_eq!(allocations, 0, "allocations in {requests} warm requests");
+    drop(stream);
+    server.shutdown();
+}
