@@ -108,6 +108,8 @@ impl Conn {
         let mut head_deadline = Instant::now() + self.w.cfg().header_timeout;
         let mut pos = 0;
         let mut discard: u64 = 0;
+        // Whether a request has been answered (so an empty buffer means "between requests").
+        let mut answered = false;
         loop {
             let now = Now::read();
             let mut close = false;
@@ -137,6 +139,7 @@ impl Conn {
                     Ok(Some(req)) => {
                         pos += req.head_len;
                         discard = req.body_len;
+                        answered = true;
                         self.answer(&req, now)
                     }
                 };
@@ -171,10 +174,12 @@ impl Conn {
             buf.drain(..pos);
             pos = 0;
             let idle = buf.is_empty() && discard == 0;
-            let deadline = if idle {
-                if self.w.stopping.get() {
-                    return Ok(());
-                }
+            if idle && self.w.stopping.get() {
+                return Ok(());
+            }
+            // Between requests the keep-alive timeout applies; before the first request and
+            // within one, the head's deadline.
+            let deadline = if idle && answered {
                 Instant::now() + self.w.cfg().keepalive_timeout
             } else {
                 head_deadline
@@ -190,11 +195,12 @@ impl Conn {
             buf = got;
             match res? {
                 Recv::Data => {
-                    if idle {
+                    if idle && answered {
                         head_deadline = Instant::now() + self.w.cfg().header_timeout;
                     }
                 }
                 Recv::Eof | Recv::Stopped => return Ok(()),
+                // Nothing of a request yet: close without a word.
                 Recv::TimedOut if idle => return Ok(()),
                 Recv::TimedOut => {
                     // RFC 9110 §15.5.9: tell a client whose head never finished why we close.

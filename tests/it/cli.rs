@@ -1,0 +1,368 @@
+//! The real binary: start line, serving, SIGTERM/SIGINT exit 0, start-up
+//! failures exit 2 with one `fserve: ` line, --help.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_fserve");
+
+/// A command for the binary with no FSERVE_* variables inherited.
+fn fserve_cmd() -> Command {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("FSERVE_") {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE");
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Kills the child if the test fails before it exits.
+struct Running {
+    child: Child,
+    stderr_lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn spawn(mut cmd: Command) -> Running {
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn fserve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                match line {
+                    Ok(l) => {
+                        if tx.send(l).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        Running {
+            child,
+            stderr_lines: rx,
+        }
+    }
+
+    fn next_line(&self, within: Duration) -> String {
+        match self.stderr_lines.recv_timeout(within) {
+            Ok(l) => l,
+            Err(e) => panic!("no stderr line from fserve within {within:?}: {e:?}"),
+        }
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill({}, {sig}) failed", self.child.id());
+    }
+
+    fn wait_within(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("fserve did not exit within {within:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Run to completion (with a deadline); returns exit status and stderr.
+fn run_to_exit(mut cmd: Command, within: Duration) -> (ExitStatus, String) {
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn fserve");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("fserve did not exit within {within:?} (it was expected to fail at start-up)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, reader.join().unwrap())
+}
+
+/// Parse `fserve: serving ROOT at http://127.0.0.1:PORT/ (N workers, io_uring)`.
+fn parse_start_line(line: &str, root: &Path, workers: usize) -> u16 {
+    let root = std::fs::canonicalize(root).unwrap();
+    let prefix = format!("fserve: serving {} at http://127.0.0.1:", root.display());
+    let rest = line
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("start line {line:?} does not start with {prefix:?}"));
+    let suffix = format!("/ ({workers} workers, io_uring)");
+    let port = rest
+        .strip_suffix(&suffix)
+        .unwrap_or_else(|| panic!("start line {line:?} does not end with {suffix:?}"));
+    let port: u16 = port
+        .parse()
+        .unwrap_or_else(|_| panic!("bad port {port:?} in {line:?}"));
+    assert_ne!(port, 0, "the start line must show the real port");
+    port
+}
+
+fn site() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "index.html", "<h1>cli home</h1>\n");
+    tmp
+}
+
+fn assert_one_fserve_line(stderr: &str) {
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected exactly one stderr line, got {stderr:?}"
+    );
+    assert!(
+        lines[0].starts_with("fserve: "),
+        "stderr line {:?} must start with 'fserve: '",
+        lines[0]
+    );
+    assert!(!stderr.contains("panicked"), "panic on stderr: {stderr:?}");
+    assert!(
+        !stderr.to_lowercase().contains("backtrace"),
+        "backtrace on stderr: {stderr:?}"
+    );
+}
+
+#[test]
+fn serves_and_exits_0_on_sigterm() {
+    let site = site();
+    let mut cmd = fserve_cmd();
+    cmd.args(["-p", "0", "-b", "127.0.0.1", "-t", "2"])
+        .arg(site.path());
+    let mut run = Running::spawn(cmd);
+    let line = run.next_line(Duration::from_secs(10));
+    let port = parse_start_line(&line, site.path(), 2);
+    let addr = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port);
+    {
+        let mut c = Conn::open(addr);
+        let r = c.get("/");
+        r.assert_status(200);
+        assert_eq!(r.text(), "<h1>cli home</h1>\n");
+        assert_eq!(r.header("Server"), Some("fserve"));
+    }
+    run.signal(libc::SIGTERM);
+    let status = run.wait_within(Duration::from_secs(5));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after SIGTERM: {status:?}"
+    );
+    assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
+}
+
+#[test]
+fn exits_0_on_sigint() {
+    let site = site();
+    let mut cmd = fserve_cmd();
+    cmd.args(["-p", "0", "-b", "127.0.0.1", "-t", "1"])
+        .arg(site.path());
+    let mut run = Running::spawn(cmd);
+    let line = run.next_line(Duration::from_secs(10));
+    let port = parse_start_line(&line, site.path(), 1);
+    let mut c = Conn::open(SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port));
+    c.get("/").assert_status(200);
+    drop(c);
+    run.signal(libc::SIGINT);
+    let status = run.wait_within(Duration::from_secs(5));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after SIGINT: {status:?}"
+    );
+}
+
+#[test]
+fn sigterm_with_an_idle_keepalive_connection_exits_0() {
+    let site = site();
+    let mut cmd = fserve_cmd();
+    cmd.args(["-p", "0", "-b", "127.0.0.1", "-t", "2"])
+        .arg(site.path());
+    let mut run = Running::spawn(cmd);
+    let port = parse_start_line(&run.next_line(Duration::from_secs(10)), site.path(), 2);
+    let mut c = Conn::open(SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port));
+    c.get("/").assert_status(200);
+    run.signal(libc::SIGTERM);
+    // Idle connections are closed at once, not after the whole grace period.
+    let start = Instant::now();
+    let status = run.wait_within(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "exit took {:?}",
+        start.elapsed()
+    );
+    c.assert_closed();
+}
+
+#[test]
+fn relative_root_is_printed_absolute() {
+    let site = site();
+    let mut cmd = fserve_cmd();
+    cmd.current_dir(site.path())
+        .args(["-p", "0", "-b", "127.0.0.1", "-t", "1", "."]);
+    let mut run = Running::spawn(cmd);
+    let line = run.next_line(Duration::from_secs(10));
+    let port = parse_start_line(&line, site.path(), 1);
+    let mut c = Conn::open(SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port));
+    assert_eq!(c.get("/").text(), "<h1>cli home</h1>\n");
+    drop(c);
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_within(Duration::from_secs(5)).code(), Some(0));
+}
+
+#[test]
+fn missing_root_exits_2_with_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-root");
+    let mut cmd = fserve_cmd();
+    cmd.args(["-p", "0", "-b", "127.0.0.1"]).arg(&missing);
+    let (status, stderr) = run_to_exit(cmd, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(2), "exit status; stderr: {stderr:?}");
+    assert_one_fserve_line(&stderr);
+    assert!(
+        stderr.contains(&missing.display().to_string()),
+        "stderr {stderr:?} does not name {}",
+        missing.display()
+    );
+}
+
+#[test]
+fn root_that_is_a_file_exits_2_with_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(tmp.path(), "plain.txt", "not a directory");
+    let mut cmd = fserve_cmd();
+    cmd.args(["-p", "0", "-b", "127.0.0.1"]).arg(&file);
+    let (status, stderr) = run_to_exit(cmd, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(2), "exit status; stderr: {stderr:?}");
+    assert_one_fserve_line(&stderr);
+    assert!(
+        stderr.contains("plain.txt"),
+        "stderr {stderr:?} does not name the path"
+    );
+}
+
+#[test]
+fn port_in_use_exits_2_with_one_line() {
+    let site = site();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut cmd = fserve_cmd();
+    cmd.args(["-p", &port.to_string(), "-b", "127.0.0.1"])
+        .arg(site.path());
+    let (status, stderr) = run_to_exit(cmd, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(2), "exit status; stderr: {stderr:?}");
+    assert_one_fserve_line(&stderr);
+    drop(listener);
+}
+
+#[test]
+fn help_exits_0_and_lists_the_options() {
+    let mut cmd = fserve_cmd();
+    cmd.arg("--help");
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let out = cmd.output().expect("run fserve --help");
+    assert_eq!(out.status.code(), Some(0), "--help exit status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for opt in ["--port", "--bind", "--threads", "--grace", "--hidden"] {
+        assert!(text.contains(opt), "--help does not mention {opt}:\n{text}");
+    }
+}
+
+#[test]
+fn unknown_option_is_a_usage_error() {
+    let mut cmd = fserve_cmd();
+    cmd.arg("--no-such-option");
+    let (status, stderr) = run_to_exit(cmd, Duration::from_secs(10));
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "clap usage errors exit 2; stderr: {stderr:?}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr:?}");
+}
+
+#[test]
+fn settings_from_environment_variables() {
+    let site = site();
+    write(site.path(), ".env", "dotenv\n");
+    let mut cmd = fserve_cmd();
+    cmd.env("FSERVE_ROOT", site.path())
+        .env("FSERVE_PORT", "0")
+        .env("FSERVE_BIND", "127.0.0.1")
+        .env("FSERVE_THREADS", "1")
+        .env("FSERVE_GRACE", "1s");
+    let mut run = Running::spawn(cmd);
+    let port = parse_start_line(&run.next_line(Duration::from_secs(10)), site.path(), 1);
+    let mut c = Conn::open(SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port));
+    assert_eq!(c.get("/").text(), "<h1>cli home</h1>\n");
+    c.get("/.env").assert_status(404);
+    drop(c);
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_within(Duration::from_secs(5)).code(), Some(0));
+}
+
+#[test]
+fn hidden_flag_serves_dotfiles() {
+    let site = site();
+    write(site.path(), ".env", "dotenv\n");
+    let mut cmd = fserve_cmd();
+    cmd.args([
+        "-p",
+        "0",
+        "-b",
+        "127.0.0.1",
+        "-t",
+        "1",
+        "--hidden",
+        "--grace",
+        "1s",
+    ])
+    .arg(site.path());
+    let mut run = Running::spawn(cmd);
+    let port = parse_start_line(&run.next_line(Duration::from_secs(10)), site.path(), 1);
+    let mut c = Conn::open(SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port));
+    let r = c.get("/.env");
+    r.assert_status(200);
+    assert_eq!(r.text(), "dotenv\n");
+    drop(c);
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_within(Duration::from_secs(5)).code(), Some(0));
+}
