@@ -136,8 +136,10 @@ impl Server {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let (ready_tx, ready_rx) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
+        let cpus = pinning_plan(workers);
         let mut threads = Vec::with_capacity(workers);
         for (id, listener) in listeners.into_iter().enumerate() {
+            let cpu = cpus.as_ref().map(|c| c[id]);
             let shared = shared.clone();
             let stop_rx = stop_rx.clone();
             let ready_tx = ready_tx.clone();
@@ -145,6 +147,9 @@ impl Server {
             let thread = std::thread::Builder::new()
                 .name(format!("fserve-w{id}"))
                 .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        pin_to(cpu);
+                    }
                     worker::run(id, shared, listener, stop_rx, ready_tx);
                     let _ = done_tx.send(());
                 })
@@ -225,6 +230,25 @@ impl Drop for Server {
             self.stop_and_join();
         }
     }
+}
+
+/// The CPU for each worker when there are no more workers than CPUs this process may use
+/// (its affinity mask, e.g. from taskset or a cpuset cgroup): worker i on the i-th of them,
+/// so a worker's ring, caches and sockets stay warm on one core. With more workers than
+/// CPUs, nothing is pinned and the scheduler balances them.
+fn pinning_plan(workers: usize) -> Option<Vec<usize>> {
+    let allowed = rustix::thread::sched_getaffinity(None).ok()?;
+    let cpus: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&c| allowed.is_set(c))
+        .collect();
+    (workers <= cpus.len()).then(|| cpus[..workers].to_vec())
+}
+
+/// Pins the calling thread to `cpu`; a refusal only costs locality, so it is not an error.
+fn pin_to(cpu: usize) {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    let _ = rustix::thread::sched_setaffinity(None, &set);
 }
 
 /// One listener per worker, all on the same address with SO_REUSEPORT, so the kernel
