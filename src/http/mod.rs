@@ -7,12 +7,20 @@
 
 #![forbid(unsafe_code)]
 
+pub mod conditional;
 pub mod date;
+pub mod etag;
+pub mod negotiate;
+pub mod range;
 pub mod request;
 pub mod response;
 pub mod status;
 
+pub use conditional::{Preconditions, Validators};
 pub use date::HttpDate;
+pub use etag::EntityTag;
+pub use negotiate::Coding;
+pub use range::{RangeOutcome, RangeSet};
 pub use request::{Method, Reject, Request, Version};
 pub use response::{Connection, FileFields};
 pub use status::Status;
