@@ -44,14 +44,14 @@ const LINGER_MAX_BYTES: usize = 64 * 1024;
 
 pub async fn serve(guard: ConnGuard, sock: Socket) {
     let w = guard.worker().clone();
-    // Answers go out whole; Nagle would only delay the last segment of each.
-    let _ = sock.set_nodelay();
     let mut conn = Conn {
         timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
         w,
         sock,
         batch: Some(SendBatch::new()),
         key: Vec::new(),
+        sent_before: false,
+        nodelay: false,
     };
     let buf = Vec::with_capacity(INITIAL_RECV_BYTES);
     if let Err(e) = conn.run(buf).await {
@@ -80,6 +80,11 @@ struct Conn {
     key: Vec<u8>,
     /// One timer per connection, re-armed for each wait.
     timer: Pin<Box<Sleep>>,
+    /// TCP_NODELAY is set before the second send: answers go out whole, so Nagle's algorithm
+    /// could only hold back a later answer behind an unacknowledged earlier one. The first
+    /// send never waits for that, so a one-request connection skips the system call.
+    sent_before: bool,
+    nodelay: bool,
 }
 
 /// What the connection does after queueing an answer.
@@ -306,6 +311,11 @@ impl Conn {
                 return Ok(());
             }
             self.timer.as_mut().reset(Instant::now() + timeout);
+            if self.sent_before && !self.nodelay {
+                let _ = self.sock.set_nodelay();
+                self.nodelay = true;
+            }
+            self.sent_before = true;
             let send = self.sock.send(batch, more);
             tokio::pin!(send);
             let (res, mut batch) = tokio::select! {

@@ -125,7 +125,8 @@ impl Server {
         let setup = uring::probe().map_err(StartError::Uring)?;
 
         let workers = cfg.workers();
-        let listeners = bind_listeners(SocketAddr::new(cfg.bind, cfg.port), workers)?;
+        let defer_secs = u32::try_from(cfg.header_timeout.as_secs().max(1)).unwrap_or(u32::MAX);
+        let listeners = bind_listeners(SocketAddr::new(cfg.bind, cfg.port), workers, defer_secs)?;
         let addr = listeners[0].local_addr().map_err(StartError::Worker)?;
 
         let shared = Arc::new(worker::Shared {
@@ -253,11 +254,17 @@ fn pin_to(cpu: usize) {
 
 /// One listener per worker, all on the same address with SO_REUSEPORT, so the kernel
 /// spreads new connections over the workers. With port 0 the first one picks the port.
-fn bind_listeners(addr: SocketAddr, count: usize) -> Result<Vec<TcpListener>, StartError> {
+fn bind_listeners(
+    addr: SocketAddr,
+    count: usize,
+    defer_secs: u32,
+) -> Result<Vec<TcpListener>, StartError> {
     let mut addr = addr;
     let mut out = Vec::with_capacity(count);
     for _ in 0..count {
         let listener = bind_one(addr).map_err(|err| StartError::Bind { addr, err })?;
+        uring::Listener::defer_accept(&listener, defer_secs)
+            .map_err(|err| StartError::Bind { addr, err })?;
         if addr.port() == 0 {
             addr = listener
                 .local_addr()

@@ -188,6 +188,31 @@ impl Listener {
         }
     }
 
+    /// TCP_DEFER_ACCEPT: the kernel completes an accept only once the client has sent data
+    /// (or after about `secs`), so the first receive on a new connection usually finds the
+    /// request already there instead of waiting on the ring, and a silent connection takes
+    /// no worker resources meanwhile.
+    pub fn defer_accept(listener: &std::net::TcpListener, secs: u32) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let secs = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
+        // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a pointer to a live local
+        // c_int during the call only; the fd is valid for the borrow of `listener`.
+        let rc = unsafe {
+            libc::setsockopt(
+                listener.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_DEFER_ACCEPT,
+                (&raw const secs).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     /// Accepts one connection. The new socket is non-blocking (for `sendfile`) and
     /// close-on-exec.
     pub async fn accept(&self) -> io::Result<Socket> {
