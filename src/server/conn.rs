@@ -26,6 +26,9 @@ use crate::http::request::{self, Method, Request};
 use crate::http::response::{self, Connection, FileFields};
 use crate::uring::{SendBatch, Socket};
 
+/// How long an idle connection keeps a receive (and its buffer) posted before it waits for
+/// readability alone.
+const HOT_IDLE: Duration = Duration::from_millis(250);
 /// First receive buffer; grows towards `--max-header-bytes` only for large heads.
 const INITIAL_RECV_BYTES: usize = 4096;
 /// Free space below which the receive buffer grows before the next receive.
@@ -106,6 +109,25 @@ enum Recv {
     Stopped,
 }
 
+/// How a keep-alive wait ended.
+enum Idle {
+    /// Bytes are in the buffer.
+    Received,
+    /// Bytes (or the peer's close) are waiting to be received.
+    Readable,
+    /// Timed out, shut down, or the peer left: close.
+    Closed,
+}
+
+/// How [`recv_until`] ends a receive it gives up on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum GiveUp {
+    /// Shut the reading side down: the connection is about to close.
+    Shutdown,
+    /// Cancel the operation and keep the connection.
+    Cancel,
+}
+
 impl Conn {
     async fn run(&mut self, mut buf: Vec<u8>) -> io::Result<()> {
         let max_head = self.w.cfg().max_header_bytes;
@@ -182,28 +204,44 @@ impl Conn {
             if idle && self.w.stopping.get() {
                 return Ok(());
             }
-            // Between requests the keep-alive timeout applies; before the first request and
-            // within one, the head's deadline.
-            let deadline = if idle && answered {
-                Instant::now() + self.w.cfg().keepalive_timeout
-            } else {
-                head_deadline
-            };
             if buf.capacity() - buf.len() < MIN_RECV_SPACE {
                 let want = (buf.capacity() * 2)
                     .min(max_head.max(INITIAL_RECV_BYTES))
                     .saturating_sub(buf.len());
                 buf.reserve_exact(want.max(MIN_RECV_SPACE));
             }
-            let stop = if idle { Some(&self.w.stop) } else { None };
-            let (res, got) = recv_until(&self.sock, buf, &mut self.timer, deadline, stop).await;
-            buf = got;
-            match res? {
-                Recv::Data => {
-                    if idle && answered {
+            if idle && answered {
+                match self
+                    .wait_idle(&mut buf, self.w.cfg().keepalive_timeout)
+                    .await?
+                {
+                    Idle::Closed => return Ok(()),
+                    Idle::Received => {
+                        head_deadline = Instant::now() + self.w.cfg().header_timeout;
+                        continue;
+                    }
+                    Idle::Readable => {
                         head_deadline = Instant::now() + self.w.cfg().header_timeout;
                     }
                 }
+            }
+            let stop = if idle && !answered {
+                Some(&self.w.stop)
+            } else {
+                None
+            };
+            let (res, got) = recv_until(
+                &self.sock,
+                buf,
+                &mut self.timer,
+                head_deadline,
+                stop,
+                GiveUp::Shutdown,
+            )
+            .await;
+            buf = got;
+            match res? {
+                Recv::Data => {}
                 Recv::Eof | Recv::Stopped => return Ok(()),
                 // Nothing of a request yet: close without a word.
                 Recv::TimedOut if idle => return Ok(()),
@@ -225,6 +263,57 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Waits, between requests, for the next one, until the keep-alive timeout or shutdown.
+    ///
+    /// First a RECV into `buf`, for at most [`HOT_IDLE`]: a client in the middle of a page
+    /// load (or a benchmark) sends its next request within that, at the cost of one ring
+    /// operation. Past it, the receive is cancelled and the connection gives back its
+    /// buffers, then waits for readability alone, so thousands of idle keep-alive
+    /// connections hold no receive buffers.
+    async fn wait_idle(&mut self, buf: &mut Vec<u8>, keepalive: Duration) -> io::Result<Idle> {
+        let deadline = Instant::now() + keepalive;
+        let hot_deadline = deadline.min(Instant::now() + HOT_IDLE);
+        if buf.capacity() < MIN_RECV_SPACE {
+            buf.reserve_exact(INITIAL_RECV_BYTES);
+        }
+        let stop = Some(&self.w.stop);
+        let (res, got) = recv_until(
+            &self.sock,
+            std::mem::take(buf),
+            &mut self.timer,
+            hot_deadline,
+            stop,
+            GiveUp::Cancel,
+        )
+        .await;
+        *buf = got;
+        match res? {
+            Recv::Data => return Ok(Idle::Received),
+            Recv::Eof | Recv::Stopped => return Ok(Idle::Closed),
+            Recv::TimedOut if hot_deadline >= deadline => return Ok(Idle::Closed),
+            Recv::TimedOut => {}
+        }
+        // Cold: keep nothing an idle connection does not need.
+        *buf = Vec::new();
+        self.key = Vec::new();
+        self.batch_mut().release();
+        self.timer.as_mut().reset(deadline);
+        let readable = self.sock.readable();
+        tokio::pin!(readable);
+        let gave_up = tokio::select! {
+            biased;
+            r = &mut readable => {
+                r?;
+                return Ok(Idle::Readable);
+            }
+            _ = self.timer.as_mut() => Idle::Closed,
+            _ = self.w.stop.notified() => Idle::Closed,
+        };
+        self.sock.shutdown(Shutdown::Read);
+        let _ = readable.await;
+        Ok(gave_up)
     }
 
     fn batch_mut(&mut self) -> &mut SendBatch {
@@ -396,7 +485,15 @@ impl Conn {
         let mut drained = 0;
         while drained < LINGER_MAX_BYTES {
             buf.clear();
-            let (res, got) = recv_until(&self.sock, buf, &mut self.timer, deadline, None).await;
+            let (res, got) = recv_until(
+                &self.sock,
+                buf,
+                &mut self.timer,
+                deadline,
+                None,
+                GiveUp::Shutdown,
+            )
+            .await;
             buf = got;
             match res {
                 Ok(Recv::Data) => drained += buf.len(),
@@ -408,14 +505,15 @@ impl Conn {
 }
 
 /// Receives into `buf`'s spare capacity until data arrives, the peer closes, `deadline`
-/// passes, or (if given) `stop` is notified. Giving up shuts down the reading side, which
-/// completes the pending receive, so no ring operation outlives the wait.
+/// passes, or (if given) `stop` is notified. Giving up shuts down the reading side or
+/// cancels the receive, either of which completes it, so no ring operation outlives the wait.
 async fn recv_until(
     sock: &Socket,
     buf: Vec<u8>,
     timer: &mut Pin<Box<Sleep>>,
     deadline: Instant,
     stop: Option<&Notify>,
+    give_up: GiveUp,
 ) -> (io::Result<Recv>, Vec<u8>) {
     timer.as_mut().reset(deadline);
     let recv = sock.recv(buf);
@@ -438,7 +536,10 @@ async fn recv_until(
         _ = timer.as_mut() => Recv::TimedOut,
         _ = stopped => Recv::Stopped,
     };
-    sock.shutdown(Shutdown::Read);
+    match give_up {
+        GiveUp::Shutdown => sock.shutdown(Shutdown::Read),
+        GiveUp::Cancel => sock.cancel_pending().await,
+    }
     let (res, buf) = recv.await;
     match res {
         // Bytes that raced the shutdown: let the caller use them.

@@ -12,9 +12,10 @@
 //! freed or reused under the kernel. Dropping an operation does NOT cancel it: callers that
 //! give up on a wait call [`Socket::shutdown`] so that the pending operation completes.
 //!
-//! Ops used, all single-completion: ACCEPT, RECV, SENDMSG, POLL_ADD. Large file bodies go
-//! out with `sendfile(2)` on the non-blocking socket; when it would block, a POLL_ADD on the
-//! ring waits for writability (DESIGN.md: io_uring splice punts to kernel workers).
+//! Ops used, all single-completion: ACCEPT, RECV, SENDMSG, POLL_ADD, ASYNC_CANCEL. Large
+//! file bodies go out with `sendfile(2)` on the non-blocking socket; when it would block, a
+//! POLL_ADD on the ring waits for writability (DESIGN.md: io_uring splice punts to kernel
+//! workers).
 
 mod ops;
 
@@ -144,10 +145,14 @@ fn probe_here() -> Result<RingSetup, ProbeError> {
                     (io_uring::opcode::Recv::CODE, "RECV"),
                     (io_uring::opcode::SendMsg::CODE, "SENDMSG"),
                     (io_uring::opcode::PollAdd::CODE, "POLL_ADD"),
+                    (io_uring::opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
                 ] {
                     if !probe.is_supported(code) {
                         return Err(ProbeError::MissingOp(name));
                     }
+                }
+                if !cancels_by_fd(ring) {
+                    return Err(ProbeError::MissingOp("ASYNC_CANCEL by file descriptor"));
                 }
                 return Ok(setup);
             }
@@ -159,6 +164,24 @@ fn probe_here() -> Result<RingSetup, ProbeError> {
     Err(ProbeError::Setup(last.unwrap_or_else(|| {
         io::Error::from_raw_os_error(libc::EINVAL)
     })))
+}
+
+/// Whether ASYNC_CANCEL takes IORING_ASYNC_CANCEL_FD (Linux 5.19): cancelling by fd with
+/// nothing in flight answers ENOENT where it is understood, EINVAL where it is not.
+fn cancels_by_fd(mut ring: io_uring::IoUring) -> bool {
+    let cancel = io_uring::opcode::AsyncCancel2::new(
+        io_uring::types::CancelBuilder::fd(io_uring::types::Fd(0)).all(),
+    )
+    .build()
+    .user_data(1);
+    // SAFETY: the entry refers to no buffer or memory of ours, only to fd 0 by number; the
+    // kernel reads nothing beyond the entry itself.
+    if unsafe { ring.submission().push(&cancel) }.is_err() || ring.submit_and_wait(1).is_err() {
+        return false;
+    }
+    ring.completion()
+        .next()
+        .is_some_and(|cqe| cqe.result() != -libc::EINVAL)
 }
 
 /// Builds this thread's ring and runtime with `setup`, and runs `fut` to completion on it.
@@ -249,6 +272,18 @@ impl Socket {
     /// Waits until the socket is writable (or has failed: the next send reports why).
     pub async fn writable(&self) -> io::Result<()> {
         ops::poll_out(&self.fd).await
+    }
+
+    /// Waits until the socket has bytes to read, or the peer closed or failed: an idle
+    /// connection waits here without lending the kernel a buffer.
+    pub async fn readable(&self) -> io::Result<()> {
+        ops::poll(&self.fd, libc::POLLIN).await
+    }
+
+    /// Cancels every ring operation pending on this socket; they complete promptly (with
+    /// ECANCELED unless they had already finished), handing back their buffers.
+    pub async fn cancel_pending(&self) {
+        let _ = ops::cancel_all(&self.fd).await;
     }
 
     /// `sendfile(2)` from `file` at `*offset`, at most `count` bytes, without blocking:

@@ -179,6 +179,14 @@ impl SendBatch {
             .sum()
     }
 
+    /// Frees the buffers' memory (an idle connection keeps only the message header).
+    pub fn release(&mut self) {
+        self.clear();
+        self.own = Vec::new();
+        self.chunks = Vec::new();
+        self.iov = Vec::new();
+    }
+
     /// Forgets everything queued, keeping the capacity.
     pub fn clear(&mut self) {
         self.own.clear();
@@ -260,12 +268,26 @@ pub(super) async fn send(
     (res.map(|n| n as usize), data.batch)
 }
 
-pub(super) async fn poll_out(fd: &Rc<OwnedFd>) -> io::Result<()> {
+/// Waits for `events` (POLLIN, POLLOUT…) on the socket; errors and hang-ups also end it.
+pub(super) async fn poll(fd: &Rc<OwnedFd>, events: libc::c_short) -> io::Result<()> {
     let sqe = opcode::PollAdd::new(
         types::Fd(fd.as_raw_fd()),
-        (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) as u32,
+        (events | libc::POLLERR | libc::POLLHUP) as u32,
     )
     .build();
     let (res, _fd) = run(fd.clone(), sqe).await;
     res.map(drop)
+}
+
+/// Cancels every operation in flight on the socket (IORING_ASYNC_CANCEL_FD, Linux 5.19);
+/// each completes with ECANCELED, or with its result if it raced the cancellation.
+pub(super) async fn cancel_all(fd: &Rc<OwnedFd>) -> io::Result<u32> {
+    let sqe = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd.as_raw_fd())).all())
+        .build();
+    let (res, _fd) = run(fd.clone(), sqe).await;
+    res
+}
+
+pub(super) async fn poll_out(fd: &Rc<OwnedFd>) -> io::Result<()> {
+    poll(fd, libc::POLLOUT).await
 }
