@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fserve::fs::{Cache, path};
+use fserve::http::response::Common;
 use fserve::http::{Connection, HttpDate, Status, request, response};
 
 /// A request head as Chrome sends it for a stylesheet.
@@ -49,12 +50,12 @@ fn pipeline(c: &mut Criterion) {
                 path::normalize(req.path, &mut key).unwrap();
                 let hit = cache.get(&key, 1).unwrap();
                 out.clear();
-                response::write_prefix(
-                    &mut out,
-                    Status::Ok,
-                    &date,
-                    Connection::for_request(&req, false),
-                );
+                let c = Common {
+                    date: &date,
+                    conn: Connection::for_request(&req, false),
+                    site: b"",
+                };
+                response::write_prefix(&mut out, Status::Ok, &c);
                 black_box((hit.value.len(), out.len()))
             })
         });

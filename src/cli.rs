@@ -4,15 +4,23 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config};
 
 /// A static file server for Linux: HTTP/1.1, one io_uring ring per CPU core.
 #[derive(Parser, Debug)]
 #[command(name = "fserve", version, about, long_about = None)]
+#[command(args_conflicts_with_subcommands = true)]
+#[command(
+    after_help = "`fserve healthcheck [URL]` checks a running server (for container health checks). \
+                  A directory literally named `healthcheck` must be written `./healthcheck`."
+)]
 pub struct Args {
-    /// Directory to serve
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Directory to serve (a directory named `healthcheck`: write `./healthcheck`)
     #[arg(default_value = ".", env = "FSERVE_ROOT")]
     pub root: PathBuf,
 
@@ -60,9 +68,47 @@ pub struct Args {
     #[arg(long, default_value = "128KiB", value_parser = parse_bytes, env = "FSERVE_CACHE_MAX_FILE")]
     pub cache_max_file: u64,
 
+    /// Cache-Control for every file but HTML (HTML always gets `no-cache`), e.g. "public, max-age=3600"
+    #[arg(long, value_name = "VALUE", env = "FSERVE_CACHE_CONTROL")]
+    pub cache_control: Option<String>,
+
+    /// Mark fingerprinted files (app.3f9a1c.js, index-BdR4xq2J.js) `public, max-age=31536000, immutable`
+    #[arg(long, env = "FSERVE_IMMUTABLE")]
+    pub immutable: bool,
+
+    /// Serve FILE (relative to ROOT) for paths that match no file, to clients that accept HTML
+    #[arg(long, value_name = "FILE", env = "FSERVE_SPA")]
+    pub spa: Option<PathBuf>,
+
+    /// Serve /about from about.html when /about does not exist
+    #[arg(long, env = "FSERVE_PRETTY_URLS")]
+    pub pretty_urls: bool,
+
+    /// List directories that have no index.html (HTML, or JSON for Accept: application/json)
+    #[arg(long, env = "FSERVE_LISTING")]
+    pub listing: bool,
+
+    /// Add a header field to every response, "Name: value" (repeatable)
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+
+    /// Allow cross-origin requests: Access-Control-Allow-Origin: * and preflight answers
+    #[arg(long, env = "FSERVE_CORS")]
+    pub cors: bool,
+
     /// Memory for cached files, per worker (e.g. 64MiB)
     #[arg(long, default_value = "64MiB", value_parser = parse_bytes, env = "FSERVE_CACHE_SIZE")]
     pub cache_size: u64,
+}
+
+/// Subcommands; without one, fserve serves ROOT.
+#[derive(Subcommand, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Check a running server: GET the URL, exit 0 on 2xx/3xx, 1 otherwise (one line on stderr)
+    Healthcheck {
+        /// URL to check [default: http://127.0.0.1:$FSERVE_PORT/, port 8080 when unset]
+        url: Option<String>,
+    },
 }
 
 impl Args {
@@ -80,8 +126,23 @@ impl Args {
         c.max_connections = self.max_connections;
         c.cache_max_file_bytes = self.cache_max_file;
         c.cache_bytes = self.cache_size;
+        c.cache_control = self.cache_control;
+        c.immutable = self.immutable;
+        c.spa = self.spa;
+        c.pretty_urls = self.pretty_urls;
+        c.listing = self.listing;
+        c.headers = self.headers;
+        c.cors = self.cors;
         c
     }
+}
+
+/// `Name: value` for `--header`.
+pub fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}` is not a header field (try \"X-Frame-Options: DENY\")"))?;
+    Ok((name.trim().to_string(), value.trim().to_string()))
 }
 
 /// `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
@@ -157,6 +218,38 @@ mod tests {
         for bad in ["", "KiB", "12 parsecs", "99999999999999999999GiB"] {
             assert!(parse_bytes(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn healthcheck_is_a_subcommand_and_serving_still_takes_a_root() {
+        let hc = |url: Option<&str>| {
+            Some(Command::Healthcheck {
+                url: url.map(String::from),
+            })
+        };
+        let cases: [(&[&str], Option<Command>, &str); 5] = [
+            (&["fserve"], None, "."),
+            (&["fserve", "./public"], None, "./public"),
+            (&["fserve", "./healthcheck"], None, "./healthcheck"),
+            (&["fserve", "healthcheck"], hc(None), "."),
+            (
+                &["fserve", "healthcheck", "http://[::1]:9/"],
+                hc(Some("http://[::1]:9/")),
+                ".",
+            ),
+        ];
+        for (argv, command, root) in cases {
+            let args = Args::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            assert_eq!(args.command, command, "{argv:?}");
+            assert_eq!(args.root, PathBuf::from(root), "{argv:?}");
+        }
+        let args = Args::try_parse_from(["fserve", "-p", "9000", "./public"]).unwrap();
+        assert_eq!((args.command, args.port), (None, 9000));
+        // After a server flag, a bare `healthcheck` is the directory to serve.
+        let args = Args::try_parse_from(["fserve", "-p", "9000", "healthcheck"]).unwrap();
+        assert_eq!(args.command, None);
+        assert_eq!(args.root, PathBuf::from("healthcheck"));
+        assert!(Args::try_parse_from(["fserve", "healthcheck", "a", "b"]).is_err());
     }
 
     #[test]

@@ -44,6 +44,21 @@ pub struct Config {
     pub max_connections: usize,
     pub cache_max_file_bytes: u64,
     pub cache_bytes: u64,
+    /// Cache-Control for everything but HTML (which always gets `no-cache`).
+    pub cache_control: Option<String>,
+    /// Fingerprinted file names (`app.3f9a1c.js`) get a year-long immutable Cache-Control.
+    pub immutable: bool,
+    /// A file (relative to the root) served with 200 for GET/HEAD of a path that matches no
+    /// file, to clients that accept HTML: single-page applications.
+    pub spa: Option<PathBuf>,
+    /// `/about` serves `about.html` when `/about` does not exist.
+    pub pretty_urls: bool,
+    /// Directories without index.html are listed (HTML, or JSON on request).
+    pub listing: bool,
+    /// Extra header fields on every response.
+    pub headers: Vec<(String, String)>,
+    /// `Access-Control-Allow-Origin: *` on every response, and CORS preflight answers.
+    pub cors: bool,
 }
 
 impl Config {
@@ -63,6 +78,13 @@ impl Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             cache_max_file_bytes: DEFAULT_CACHE_MAX_FILE_BYTES,
             cache_bytes: DEFAULT_CACHE_BYTES,
+            cache_control: None,
+            immutable: false,
+            spa: None,
+            pretty_urls: false,
+            listing: false,
+            headers: Vec::new(),
+            cors: false,
         }
     }
 
@@ -106,6 +128,38 @@ impl Config {
                 return Err(format!("{name} must be above zero (for example 10s)"));
             }
         }
+        for (name, value) in &self.headers {
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                return Err(format!(
+                    "--header {name:?}: the name must be a token (letters, digits, -)"
+                ));
+            }
+            if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                return Err(format!("--header {name}: the value must be one line"));
+            }
+        }
+        if let Some(cc) = &self.cache_control {
+            if cc.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                return Err("--cache-control: the value must be one line".into());
+            }
+        }
+        if let Some(spa) = &self.spa {
+            if spa.is_absolute()
+                || spa
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return Err(format!(
+                    "--spa {}: give a file inside the root, relative to it (e.g. --spa index.html)",
+                    spa.display()
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// RFC 9110 §5.6.2 tchar.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }

@@ -4,10 +4,13 @@
 //! - [`server`]: listeners, workers, connections, timeouts, shutdown; maps I/O to statuses.
 //! - [`http`]: pure HTTP/1.1 parsing and encoding. [`fs`]: path policy, files, cache.
 //! - [`uring`]: the io_uring engine, the only module that names tokio-uring or io-uring.
+//!
+//! Beside them, [`healthcheck`]: the `fserve healthcheck` client (std only, no server code).
 
 pub mod cli;
 pub mod config;
 pub mod fs;
+pub mod healthcheck;
 pub mod http;
 pub mod server;
 pub mod uring;

@@ -1,4 +1,5 @@
 //! `fserve [ROOT]`: parse the flags, start the server, wait for SIGINT/SIGTERM, drain.
+//! `fserve healthcheck [URL]`: check a running server (see `fserve::healthcheck`).
 
 use std::process::ExitCode;
 
@@ -6,7 +7,7 @@ use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use fserve::cli::Args;
+use fserve::cli::{Args, Command};
 use fserve::{Server, StartError};
 
 /// Exit code for start-up failures (bad flags, root, port, io_uring).
@@ -15,7 +16,30 @@ const EXIT_START: u8 = 2;
 const EXIT_INTERRUPTED: i32 = 130;
 
 fn main() -> ExitCode {
-    let cfg = Args::parse().into_config();
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        // Docker reserves exit code 2 for health checks: a usage error there (a bad argument,
+        // or a bad FSERVE_* variable) is one line and exit 1.
+        Err(e)
+            if e.use_stderr()
+                && std::env::args_os()
+                    .nth(1)
+                    .is_some_and(|a| a == "healthcheck") =>
+        {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!(
+                "fserve healthcheck: {}",
+                first.trim_start_matches("error: ")
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) => e.exit(),
+    };
+    if let Some(Command::Healthcheck { url }) = &args.command {
+        return fserve::healthcheck::run(url.as_deref());
+    }
+    let cfg = args.into_config();
     // Signals are taken before the workers start, so a signal during start-up is not lost.
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(s) => s,

@@ -124,6 +124,71 @@ impl Root {
     }
 }
 
+/// Most entries a directory listing shows.
+pub const MAX_LISTED: usize = 10_000;
+
+/// A directory entry, for a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub name: Vec<u8>,
+    pub dir: bool,
+    pub len: u64,
+    pub mtime: i64,
+}
+
+impl Root {
+    /// The regular files and directories in the directory `rel`, sorted by name, at most
+    /// [`MAX_LISTED`]. Dotfiles are left out unless `hidden`. A symlink is shown as what it
+    /// points to, and only if that lies beneath the root.
+    pub fn list(&self, rel: &[u8], hidden: bool) -> Result<Vec<Listed>, OpenError> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+        let fd = rustix::fs::openat2(&self.fd, rel, flags, Mode::empty(), resolve)?;
+        let mut out = Vec::new();
+        let mut path = Vec::new();
+        for entry in rustix::fs::Dir::read_from(&fd)? {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." || (!hidden && name.starts_with(b".")) {
+                continue;
+            }
+            let Ok(st) = rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) else {
+                continue;
+            };
+            let meta = if rustix::fs::FileType::from_raw_mode(st.st_mode)
+                == rustix::fs::FileType::Symlink
+            {
+                path.clear();
+                if rel != b"." {
+                    path.extend_from_slice(rel);
+                    path.push(b'/');
+                }
+                path.extend_from_slice(name);
+                match self.open_file(&path) {
+                    Ok((_, meta)) => meta,
+                    Err(_) => continue,
+                }
+            } else {
+                Meta::from_stat(&st)
+            };
+            if meta.kind == Kind::Other {
+                continue;
+            }
+            out.push(Listed {
+                name: name.to_vec(),
+                dir: meta.kind == Kind::Dir,
+                len: meta.len,
+                mtime: meta.mtime,
+            });
+            if out.len() == MAX_LISTED {
+                break;
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
 /// Reads all of `file` (at most `limit` bytes; more is an error: the file grew after its
 /// stat and will be looked at again).
 pub fn read_whole(mut file: &File, len_hint: u64, limit: u64) -> io::Result<Vec<u8>> {

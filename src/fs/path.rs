@@ -135,6 +135,27 @@ fn is_hidden(normalized: &[u8]) -> bool {
     segments.any(|s| s.starts_with(b"."))
 }
 
+/// Whether a file name carries a content fingerprint that build tools add so that the name
+/// changes whenever the content does (`app.3f9a1c.js`, `main.3f9a1c2b.css`,
+/// `index-BdR4xq2J.js`): the stem's last `.`- or `-`-separated piece is 6 to 64 letters,
+/// digits or `_`, with at least one digit and one letter. `report-20240115.pdf` (no letter)
+/// and `app.js` are not fingerprinted.
+pub fn is_fingerprinted(name: &[u8]) -> bool {
+    let Some(dot) = name.iter().rposition(|&b| b == b'.') else {
+        return false;
+    };
+    let stem = &name[..dot];
+    let Some(sep) = stem.iter().rposition(|&b| b == b'.' || b == b'-') else {
+        return false;
+    };
+    let hash = &stem[sep + 1..];
+    sep > 0
+        && (6..=64).contains(&hash.len())
+        && hash.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_')
+        && hash.iter().any(u8::is_ascii_digit)
+        && hash.iter().any(u8::is_ascii_alphabetic)
+}
+
 /// The path relative to the root, for `openat2`: no leading or trailing `/`; `.` for the
 /// root.
 pub fn relative(normalized: &[u8]) -> &[u8] {
@@ -217,6 +238,26 @@ mod tests {
         ];
         for &(raw, hidden) in cases {
             assert_eq!(norm(raw).unwrap().2, hidden, "{raw}");
+        }
+    }
+
+    #[test]
+    fn fingerprints() {
+        let cases: &[(&str, bool)] = &[
+            ("app.3f9a1c.js", true),
+            ("main.3f9a1c2b.css", true),
+            ("index-BdR4xq2J.js", true),
+            ("chunk-vendors.a1b2c3d4e5f6.js", true),
+            ("app.js", false),
+            ("report-20240115.pdf", false),
+            ("logo.png", false),
+            ("my-photo.jpg", false),
+            ("v1.2.3.tar", false),
+            (".a1b2c3.js", false),
+            ("a1b2c3", false),
+        ];
+        for &(name, want) in cases {
+            assert_eq!(is_fingerprinted(name.as_bytes()), want, "{name}");
         }
     }
 

@@ -21,6 +21,6 @@ pub use date::HttpDate;
 pub use etag::EntityTag;
 pub use negotiate::Coding;
 pub use range::{RangeOutcome, RangeSet};
-pub use request::{Method, Reject, Request, Version};
+pub use request::{Fields, Method, Reject, Request, Version};
 pub use response::{Connection, FileFields};
 pub use status::Status;

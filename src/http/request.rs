@@ -17,7 +17,9 @@ pub const MAX_DISCARDED_BODY_BYTES: u64 = 64 * 1024;
 pub enum Method {
     Get,
     Head,
-    /// Anything else: answered 405 with `Allow: GET, HEAD`.
+    /// Answered 204 with what the server allows (and CORS preflight fields if enabled).
+    Options,
+    /// Anything else: answered 405.
     Other,
 }
 
@@ -43,6 +45,24 @@ pub struct Request<'b> {
     pub head_len: usize,
     /// Content-Length of a body to read and discard (at most [`MAX_DISCARDED_BODY_BYTES`]).
     pub body_len: u64,
+    pub fields: Fields<'b>,
+}
+
+/// The header fields that select or condition a response (RFC 9110 §12, §13, §14), as sent.
+///
+/// A list field sent on several lines is not joined (that would need an allocation): the
+/// first line counts. A repeated Range or If-Range makes both meaningless, so they are
+/// dropped and the whole representation is sent (§14.2 lets a server ignore Range).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fields<'b> {
+    pub if_match: Option<&'b [u8]>,
+    pub if_none_match: Option<&'b [u8]>,
+    pub if_modified_since: Option<&'b [u8]>,
+    pub if_unmodified_since: Option<&'b [u8]>,
+    pub if_range: Option<&'b [u8]>,
+    pub range: Option<&'b [u8]>,
+    pub accept_encoding: Option<&'b [u8]>,
+    pub accept: Option<&'b [u8]>,
 }
 
 /// A request answered with an error and then a closed connection.
@@ -101,6 +121,7 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>, Reject>
     let method = match req.method {
         Some("GET") => Method::Get,
         Some("HEAD") => Method::Head,
+        Some("OPTIONS") => Method::Options,
         _ => Method::Other,
     };
     let version = match req.version {
@@ -116,9 +137,42 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>, Reject>
     let mut close = false;
     let mut keep_alive_token = false;
     let mut content_length: Option<u64> = None;
+    let mut fields = Fields::default();
+    let (mut ranges, mut if_ranges) = (0, 0);
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"host") {
+        let value: &[u8] = h.value.trim_ascii();
+        fn first<'v>(slot: &mut Option<&'v [u8]>, value: &'v [u8]) {
+            if slot.is_none() {
+                *slot = Some(value);
+            }
+        }
+        if name.len() > 2 && name[..3].eq_ignore_ascii_case(b"if-") {
+            match &name[3..] {
+                n if n.eq_ignore_ascii_case(b"match") => first(&mut fields.if_match, value),
+                n if n.eq_ignore_ascii_case(b"none-match") => {
+                    first(&mut fields.if_none_match, value)
+                }
+                n if n.eq_ignore_ascii_case(b"modified-since") => {
+                    first(&mut fields.if_modified_since, value)
+                }
+                n if n.eq_ignore_ascii_case(b"unmodified-since") => {
+                    first(&mut fields.if_unmodified_since, value)
+                }
+                n if n.eq_ignore_ascii_case(b"range") => {
+                    if_ranges += 1;
+                    first(&mut fields.if_range, value);
+                }
+                _ => {}
+            }
+        } else if name.eq_ignore_ascii_case(b"range") {
+            ranges += 1;
+            first(&mut fields.range, value);
+        } else if name.eq_ignore_ascii_case(b"accept-encoding") {
+            first(&mut fields.accept_encoding, value);
+        } else if name.eq_ignore_ascii_case(b"accept") {
+            first(&mut fields.accept, value);
+        } else if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in h.value.split(|&b| b == b',') {
@@ -155,7 +209,11 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>, Reject>
         Version::Http10 => keep_alive_token && !close,
     };
 
-    let (path, query) = if method == Method::Other {
+    if ranges > 1 || if_ranges > 1 {
+        fields.range = None;
+        fields.if_range = None;
+    }
+    let (path, query) = if matches!(method, Method::Options | Method::Other) {
         (&b""[..], None)
     } else {
         split_target(target)?
@@ -168,6 +226,7 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>, Reject>
         keep_alive,
         head_len,
         body_len,
+        fields,
     }))
 }
 
@@ -328,7 +387,7 @@ mod tests {
             ),
             (
                 "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
-                Method::Other,
+                Method::Options,
                 Version::Http11,
                 "",
                 None,
@@ -460,6 +519,31 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 65536\r\nContent-Length: 65536\r\n\r\n",
         );
         assert_eq!(r.body_len, MAX_DISCARDED_BODY_BYTES);
+    }
+
+    #[test]
+    fn captures_selecting_fields() {
+        let r = ok(
+            "GET / HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"x\", W/\"y\"\r\nif-modified-since:  Sun, 06 Nov 1994 08:49:37 GMT \r\n\
+                    RANGE: bytes=0-1\r\nIf-Range: \"x\"\r\nAccept-Encoding: br, gzip\r\nAccept: text/html\r\nIf-None-Match: \"z\"\r\n\r\n",
+        );
+        let f = r.fields;
+        assert_eq!(f.if_none_match, Some(&b"\"x\", W/\"y\""[..]));
+        assert_eq!(
+            f.if_modified_since,
+            Some(&b"Sun, 06 Nov 1994 08:49:37 GMT"[..])
+        );
+        assert_eq!(
+            (f.range, f.if_range),
+            (Some(&b"bytes=0-1"[..]), Some(&b"\"x\""[..]))
+        );
+        assert_eq!(
+            (f.accept_encoding, f.accept),
+            (Some(&b"br, gzip"[..]), Some(&b"text/html"[..]))
+        );
+        assert_eq!((f.if_match, f.if_unmodified_since), (None, None));
+        let r = ok("GET / HTTP/1.1\r\nHost: a\r\nRange: bytes=0-1\r\nRange: bytes=5-6\r\n\r\n");
+        assert_eq!(r.fields.range, None, "a repeated Range is ignored");
     }
 
     #[test]

@@ -38,16 +38,26 @@ impl Connection {
     }
 }
 
-/// Writes the status line, `Server`, `Date` and, where needed, `Connection`.
-pub fn write_prefix(out: &mut Vec<u8>, status: Status, date: &HttpDate, conn: Connection) {
+/// What every response to one request starts with.
+#[derive(Clone, Copy, Debug)]
+pub struct Common<'a> {
+    pub date: &'a HttpDate,
+    pub conn: Connection,
+    /// Complete header field lines added to every response (`--header`, CORS).
+    pub site: &'a [u8],
+}
+
+/// Writes the status line, `Server`, `Date`, where needed `Connection`, and the site's fields.
+pub fn write_prefix(out: &mut Vec<u8>, status: Status, c: &Common<'_>) {
     out.extend_from_slice(status.line());
     out.extend_from_slice(b"Server: fserve\r\nDate: ");
-    out.extend_from_slice(date.as_bytes());
-    out.extend_from_slice(match conn {
+    out.extend_from_slice(c.date.as_bytes());
+    out.extend_from_slice(match c.conn {
         Connection::Persistent => b"\r\n",
         Connection::KeepAlive => b"\r\nConnection: keep-alive\r\n",
         Connection::Close => b"\r\nConnection: close\r\n",
     });
+    out.extend_from_slice(c.site);
 }
 
 /// What a file's response head says about it.
@@ -57,26 +67,88 @@ pub struct FileFields<'a> {
     pub len: u64,
     /// Last modification, seconds since the Unix epoch.
     pub mtime: i64,
+    /// The quoted entity tag ([`write_etag`]).
+    pub etag: &'a [u8],
+    /// Complete field lines that go with this representation (Cache-Control, Vary,
+    /// Content-Encoding).
+    pub extra: &'a [u8],
 }
 
-/// Writes a file's representation fields and the blank line that ends the head.
+/// Writes a 200's representation fields and the blank line that ends the head.
 pub fn write_file_fields(out: &mut Vec<u8>, f: &FileFields<'_>) {
     out.extend_from_slice(b"Content-Type: ");
     out.extend_from_slice(f.content_type.as_bytes());
     out.extend_from_slice(b"\r\nContent-Length: ");
     write_decimal(out, f.len);
+    write_validators(out, f.mtime, f.etag);
+    out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
+    out.extend_from_slice(f.extra);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `\r\nLast-Modified: …\r\nETag: …\r\n`
+fn write_validators(out: &mut Vec<u8>, mtime: i64, etag: &[u8]) {
     out.extend_from_slice(b"\r\nLast-Modified: ");
-    out.extend_from_slice(HttpDate::from_unix(f.mtime).as_bytes());
+    out.extend_from_slice(HttpDate::from_unix(mtime).as_bytes());
     out.extend_from_slice(b"\r\nETag: ");
-    write_etag(out, f.mtime, f.len);
-    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(etag);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes a 304's fields (RFC 9110 §15.4.5): the validators and `cache_fields` (the
+/// Cache-Control and Vary the 200 would carry); no Content-Length, no body.
+pub fn write_not_modified_fields(out: &mut Vec<u8>, mtime: i64, etag: &[u8], cache_fields: &[u8]) {
+    out.extend_from_slice(b"ETag: ");
+    out.extend_from_slice(etag);
+    out.extend_from_slice(b"\r\nLast-Modified: ");
+    out.extend_from_slice(HttpDate::from_unix(mtime).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(cache_fields);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes a single-range 206's fields (RFC 9110 §15.3.7.1) for bytes `first..=last` of a
+/// representation of `f.len` bytes.
+pub fn write_single_range_fields(out: &mut Vec<u8>, f: &FileFields<'_>, first: u64, last: u64) {
+    out.extend_from_slice(b"Content-Type: ");
+    out.extend_from_slice(f.content_type.as_bytes());
+    out.extend_from_slice(b"\r\nContent-Range: ");
+    super::range::write_content_range(out, first, last, f.len);
+    out.extend_from_slice(b"\r\nContent-Length: ");
+    write_decimal(out, last - first + 1);
+    write_validators(out, f.mtime, f.etag);
+    out.extend_from_slice(f.extra);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes a multipart 206's fields (RFC 9110 §15.3.7.2): the body of `body_len` bytes is
+/// `multipart/byteranges` with `boundary`.
+pub fn write_multipart_fields(
+    out: &mut Vec<u8>,
+    f: &FileFields<'_>,
+    boundary: &[u8],
+    body_len: u64,
+) {
+    out.extend_from_slice(b"Content-Type: multipart/byteranges; boundary=");
+    out.extend_from_slice(boundary);
+    out.extend_from_slice(b"\r\nContent-Length: ");
+    write_decimal(out, body_len);
+    write_validators(out, f.mtime, f.etag);
+    out.extend_from_slice(f.extra);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// A strong entity tag in nginx's format, `"<mtime hex>-<length hex>"`, so a cache in front
-/// keeps its validators when nginx is swapped for fserve (RFC 9110 §8.8.3).
-pub fn write_etag(out: &mut Vec<u8>, mtime: i64, len: u64) {
+/// keeps its validators when nginx is swapped for fserve (RFC 9110 §8.8.3). A
+/// precompressed representation adds its coding (`"…-br"`), so each encoding has its own.
+pub fn write_etag(out: &mut Vec<u8>, mtime: i64, len: u64, coding: Option<&str>) {
     // Writing to a Vec cannot fail.
-    let _ = write!(out, "\"{:x}-{:x}\"", mtime.max(0), len);
+    let _ = write!(out, "\"{:x}-{:x}", mtime.max(0), len);
+    if let Some(coding) = coding {
+        out.push(b'-');
+        out.extend_from_slice(coding.as_bytes());
+    }
+    out.push(b'"');
 }
 
 fn write_decimal(out: &mut Vec<u8>, n: u64) {
@@ -94,20 +166,52 @@ fn write_decimal(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// Writes a whole error response: a small HTML page saying the status. `head_only` leaves
-/// the body out (HEAD) but keeps its Content-Length.
+/// The methods fserve answers (405's Allow, OPTIONS).
+pub const ALLOW: &[u8] = b"Allow: GET, HEAD, OPTIONS\r\n";
+
+/// Writes a whole error response: a small HTML page saying the status, with `extra` field
+/// lines (e.g. a 416's Content-Range). `head_only` leaves the body out (HEAD) but keeps its
+/// Content-Length. A 405 says what is allowed.
 pub fn write_error(
     out: &mut Vec<u8>,
     status: Status,
-    date: &HttpDate,
-    conn: Connection,
+    c: &Common<'_>,
+    head_only: bool,
+    extra: &[u8],
+) {
+    write_prefix(out, status, c);
+    if status == Status::MethodNotAllowed {
+        out.extend_from_slice(ALLOW);
+    }
+    out.extend_from_slice(extra);
+    write_html_body(out, status, head_only, |_| {});
+}
+
+/// Writes a 204 answer to OPTIONS (RFC 9110 §9.3.7) with `extra` field lines (CORS).
+pub fn write_options(out: &mut Vec<u8>, c: &Common<'_>, extra: &[u8]) {
+    write_prefix(out, Status::NoContent, c);
+    out.extend_from_slice(ALLOW);
+    out.extend_from_slice(extra);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes a 200 whose body was generated (a directory listing).
+pub fn write_generated(
+    out: &mut Vec<u8>,
+    c: &Common<'_>,
+    content_type: &str,
+    body: &[u8],
     head_only: bool,
 ) {
-    write_prefix(out, status, date, conn);
-    if status == Status::MethodNotAllowed {
-        out.extend_from_slice(b"Allow: GET, HEAD\r\n");
+    write_prefix(out, Status::Ok, c);
+    out.extend_from_slice(b"Content-Type: ");
+    out.extend_from_slice(content_type.as_bytes());
+    out.extend_from_slice(b"\r\nCache-Control: no-cache\r\nContent-Length: ");
+    write_decimal(out, body.len() as u64);
+    out.extend_from_slice(b"\r\n\r\n");
+    if !head_only {
+        out.extend_from_slice(body);
     }
-    write_html_body(out, status, head_only, |_| {});
 }
 
 /// Writes a 301 to the directory `segment` + `/` (RFC 9110 §15.4.2), relative to the request
@@ -119,11 +223,10 @@ pub fn write_directory_redirect(
     out: &mut Vec<u8>,
     segment: &[u8],
     query: Option<&[u8]>,
-    date: &HttpDate,
-    conn: Connection,
+    c: &Common<'_>,
     head_only: bool,
 ) {
-    write_prefix(out, Status::MovedPermanently, date, conn);
+    write_prefix(out, Status::MovedPermanently, c);
     out.extend_from_slice(b"Location: ");
     let location_start = out.len();
     // A first segment with a colon would read as a URI scheme (RFC 3986 §4.2).
@@ -188,6 +291,16 @@ mod tests {
         HttpDate::from_unix(784_111_777)
     }
 
+    static DATE: std::sync::LazyLock<HttpDate> = std::sync::LazyLock::new(date);
+
+    fn common(conn: Connection) -> Common<'static> {
+        Common {
+            date: &DATE,
+            conn,
+            site: b"",
+        }
+    }
+
     #[test]
     fn prefixes() {
         let cases = [
@@ -197,11 +310,20 @@ mod tests {
         ];
         for (conn, field) in cases {
             let mut out = Vec::new();
-            write_prefix(&mut out, Status::Ok, &date(), conn);
+            let site = b"X-A: 1\r\n";
+            write_prefix(
+                &mut out,
+                Status::Ok,
+                &Common {
+                    date: &date(),
+                    conn,
+                    site,
+                },
+            );
             assert_eq!(
                 text(&out),
                 format!(
-                    "HTTP/1.1 200 OK\r\nServer: fserve\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n{field}"
+                    "HTTP/1.1 200 OK\r\nServer: fserve\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n{field}X-A: 1\r\n"
                 )
             );
         }
@@ -209,18 +331,46 @@ mod tests {
 
     #[test]
     fn file_fields() {
-        let mut out = Vec::new();
+        let mut etag = Vec::new();
+        write_etag(&mut etag, 0x5f5e_1000, 1234, None);
+        assert_eq!(text(&etag), "\"5f5e1000-4d2\"");
         let f = FileFields {
             content_type: "text/html; charset=utf-8",
             len: 1234,
             mtime: 0x5f5e_1000,
+            etag: &etag,
+            extra: b"Cache-Control: no-cache\r\n",
         };
+        let validators =
+            "Last-Modified: Sun, 13 Sep 2020 12:26:40 GMT\r\nETag: \"5f5e1000-4d2\"\r\n";
+        let mut out = Vec::new();
         write_file_fields(&mut out, &f);
         assert_eq!(
             text(&out),
-            "Content-Type: text/html; charset=utf-8\r\nContent-Length: 1234\r\n\
-             Last-Modified: Sun, 13 Sep 2020 12:26:40 GMT\r\nETag: \"5f5e1000-4d2\"\r\n\r\n"
+            format!(
+                "Content-Type: text/html; charset=utf-8\r\nContent-Length: 1234\r\n{validators}\
+                 Accept-Ranges: bytes\r\nCache-Control: no-cache\r\n\r\n"
+            )
         );
+        out.clear();
+        write_single_range_fields(&mut out, &f, 10, 19);
+        assert_eq!(
+            text(&out),
+            format!(
+                "Content-Type: text/html; charset=utf-8\r\nContent-Range: bytes 10-19/1234\r\n\
+                 Content-Length: 10\r\n{validators}Cache-Control: no-cache\r\n\r\n"
+            )
+        );
+        out.clear();
+        write_not_modified_fields(&mut out, f.mtime, f.etag, f.extra);
+        assert_eq!(
+            text(&out),
+            "ETag: \"5f5e1000-4d2\"\r\nLast-Modified: Sun, 13 Sep 2020 12:26:40 GMT\r\n\
+             Cache-Control: no-cache\r\n\r\n"
+        );
+        etag.clear();
+        write_etag(&mut etag, 0, 5, Some("br"));
+        assert_eq!(text(&etag), "\"0-5-br\"");
     }
 
     #[test]
@@ -242,7 +392,7 @@ mod tests {
             Status::HttpVersionNotSupported,
         ] {
             let mut full = Vec::new();
-            write_error(&mut full, status, &date(), Connection::Close, false);
+            write_error(&mut full, status, &common(Connection::Close), false, b"");
             let s = text(&full);
             let (head, body) = s.split_once("\r\n\r\n").unwrap();
             let len: usize = head
@@ -254,11 +404,17 @@ mod tests {
             assert_eq!(len, body.len(), "{s}");
             assert!(body.contains(&status.code().to_string()));
             assert_eq!(
-                head.contains("Allow: GET, HEAD"),
+                head.contains("Allow: GET, HEAD, OPTIONS"),
                 status == Status::MethodNotAllowed
             );
             let mut head_only = Vec::new();
-            write_error(&mut head_only, status, &date(), Connection::Close, true);
+            write_error(
+                &mut head_only,
+                status,
+                &common(Connection::Close),
+                true,
+                b"",
+            );
             assert_eq!(text(&head_only), format!("{head}\r\n\r\n"));
         }
     }
@@ -278,8 +434,7 @@ mod tests {
                 &mut out,
                 segment,
                 query,
-                &date(),
-                Connection::Persistent,
+                &common(Connection::Persistent),
                 false,
             );
             let s = text(&out);

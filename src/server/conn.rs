@@ -8,8 +8,9 @@
 //! dropping a ring operation does not cancel it.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::net::Shutdown;
+use std::ops::Range;
 use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -19,11 +20,13 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 use super::clock::Now;
-use super::respond::{self, Reply};
+use super::respond::{self, Reply, Representation};
 use super::worker::{ConnGuard, Worker};
 use crate::http::Status;
+use crate::http::conditional::{self, Outcome, Preconditions, Validators};
+use crate::http::range::{self, RangeOutcome, RangeSet};
 use crate::http::request::{self, Method, Request};
-use crate::http::response::{self, Connection, FileFields};
+use crate::http::response::{self, Common, Connection};
 use crate::uring::{SendBatch, Socket};
 
 /// How long an idle connection keeps a receive (and its buffer) posted before it waits for
@@ -53,6 +56,7 @@ pub async fn serve(guard: ConnGuard, sock: Socket) {
         sock,
         batch: Some(SendBatch::new()),
         key: Vec::new(),
+        staged: Vec::new(),
         sent_before: false,
         nodelay: false,
     };
@@ -81,6 +85,8 @@ struct Conn {
     batch: Option<SendBatch>,
     /// Scratch for the normalised path of each request.
     key: Vec<u8>,
+    /// Part heads of a multipart response from a file, sent between its sendfile parts.
+    staged: Vec<u8>,
     /// One timer per connection, re-armed for each wait.
     timer: Pin<Box<Sleep>>,
     /// TCP_NODELAY is set before the second send: answers go out whole, so Nagle's algorithm
@@ -94,13 +100,104 @@ struct Conn {
 enum Step {
     Next,
     Close,
-    /// Send the queued head, then `len` bytes of `file`.
+    /// Send the queued head, then the parts of `file`: each part's head (a range of the
+    /// connection's staged bytes, empty for a plain body) and `len` bytes from `first`; then
+    /// the staged `tail` (a multipart closing delimiter).
     Stream {
         file: File,
-        len: u64,
+        parts: Vec<Part>,
+        tail: Range<usize>,
         close: bool,
     },
 }
+
+struct Part {
+    head: Range<usize>,
+    first: u64,
+    len: u64,
+}
+
+/// How a file request is answered, once its representation is known. It lives on the stack
+/// for one request; boxing the range set would allocate for every range request.
+#[allow(clippy::large_enum_variant)]
+enum Plan {
+    Full,
+    NotModified,
+    PreconditionFailed,
+    Unsatisfiable,
+    Ranges(RangeSet),
+}
+
+/// RFC 9110 §13.2.2: preconditions first, then (GET only, §14.2) If-Range and Range.
+/// Only a 200 is conditional: a 404 page is not.
+fn plan(req: &Request<'_>, status: Status, rep: &Representation) -> Plan {
+    if status != Status::Ok {
+        return Plan::Full;
+    }
+    let v = Validators {
+        etag: &rep.etag,
+        last_modified: rep.mtime,
+    };
+    let f = &req.fields;
+    let p = Preconditions {
+        if_match: f.if_match,
+        if_none_match: f.if_none_match,
+        if_modified_since: f.if_modified_since,
+        if_unmodified_since: f.if_unmodified_since,
+        if_range: f.if_range,
+    };
+    match conditional::evaluate(true, &p, &v) {
+        Outcome::NotModified => return Plan::NotModified,
+        Outcome::PreconditionFailed => return Plan::PreconditionFailed,
+        Outcome::Proceed => {}
+    }
+    let Some(header) = f.range.filter(|_| req.method == Method::Get) else {
+        return Plan::Full;
+    };
+    if f.if_range
+        .is_some_and(|ir| !conditional::if_range_allows(ir, &v))
+    {
+        return Plan::Full;
+    }
+    match range::evaluate(header, rep.len) {
+        RangeOutcome::Full => Plan::Full,
+        RangeOutcome::Unsatisfiable => Plan::Unsatisfiable,
+        RangeOutcome::Satisfiable(set) => Plan::Ranges(set),
+    }
+}
+
+/// Writes a 304, 412 or 416 for `rep`.
+fn write_refusal(
+    own: &mut Vec<u8>,
+    plan: Plan,
+    rep: &Representation,
+    c: &Common<'_>,
+    head_only: bool,
+) {
+    match plan {
+        Plan::NotModified => {
+            response::write_prefix(own, Status::NotModified, c);
+            response::write_not_modified_fields(own, rep.mtime, &rep.etag, &rep.cache_fields);
+        }
+        Plan::PreconditionFailed => {
+            response::write_error(own, Status::PreconditionFailed, c, head_only, b"")
+        }
+        Plan::Unsatisfiable => {
+            let mut field = [0u8; 64];
+            let n = {
+                let mut cur = &mut field[..];
+                let _ = write!(cur, "Content-Range: bytes */{}\r\n", rep.len);
+                64 - cur.len()
+            };
+            response::write_error(own, Status::RangeNotSatisfiable, c, head_only, &field[..n]);
+        }
+        Plan::Full | Plan::Ranges(_) => unreachable!("not a refusal"),
+    }
+}
+
+/// The CORS preflight answer's fields (with `--cors`; the origin field is in every response).
+const CORS_PREFLIGHT: &[u8] =
+    b"Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\nAccess-Control-Allow-Headers: *\r\nAccess-Control-Max-Age: 86400\r\n";
 
 enum Recv {
     Data,
@@ -155,11 +252,7 @@ impl Conn {
                 let step = match request::parse(&buf[pos..], max_head) {
                     Ok(None) => break,
                     Err(reject) => {
-                        let date = self.w.date.get(now);
-                        let own = self.batch_mut().own_buf();
-                        let from = own.len();
-                        response::write_error(own, reject.status, &date, Connection::Close, false);
-                        self.batch_mut().push_own(from);
+                        self.queue_closing_error(reject.status, now);
                         self.flush(false).await?;
                         return self.linger(buf).await;
                     }
@@ -180,11 +273,17 @@ impl Conn {
                     Step::Close => close = true,
                     Step::Stream {
                         file,
-                        len,
+                        parts,
+                        tail,
                         close: then_close,
                     } => {
-                        self.flush(true).await?;
-                        self.stream(&file, len).await?;
+                        for part in &parts {
+                            self.unstage(part.head.clone());
+                            self.flush(true).await?;
+                            self.stream(&file, part.first, part.len).await?;
+                        }
+                        self.unstage(tail);
+                        self.staged.clear();
                         close = then_close;
                     }
                 }
@@ -247,17 +346,7 @@ impl Conn {
                 Recv::TimedOut if idle => return Ok(()),
                 Recv::TimedOut => {
                     // RFC 9110 §15.5.9: tell a client whose head never finished why we close.
-                    let date = self.w.date.get(Now::read());
-                    let own = self.batch_mut().own_buf();
-                    let from = own.len();
-                    response::write_error(
-                        own,
-                        Status::RequestTimeout,
-                        &date,
-                        Connection::Close,
-                        false,
-                    );
-                    self.batch_mut().push_own(from);
+                    self.queue_closing_error(Status::RequestTimeout, Now::read());
                     self.flush(false).await?;
                     return Ok(());
                 }
@@ -316,6 +405,29 @@ impl Conn {
         Ok(gave_up)
     }
 
+    /// Queues an error after which the connection closes (a rejected head, a timeout).
+    fn queue_closing_error(&mut self, status: Status, now: Now) {
+        let w = self.w.clone();
+        let date = w.date.get(now);
+        let c = Common {
+            date: &date,
+            conn: Connection::Close,
+            site: &w.shared.site_fields,
+        };
+        let batch = self.batch_mut();
+        let from = batch.own_buf().len();
+        response::write_error(batch.own_buf(), status, &c, false, b"");
+        batch.push_own(from);
+    }
+
+    /// Queues `staged[range]`.
+    fn unstage(&mut self, range: Range<usize>) {
+        let batch = self.batch.as_mut().expect("no send in flight");
+        let from = batch.own_buf().len();
+        batch.own_buf().extend_from_slice(&self.staged[range]);
+        batch.push_own(from);
+    }
+
     fn batch_mut(&mut self) -> &mut SendBatch {
         self.batch.as_mut().expect("no send in flight")
     }
@@ -325,10 +437,10 @@ impl Conn {
         let w = self.w.clone();
         let date = w.date.get(now);
         let head_only = req.method == Method::Head;
-        let reply = if req.method == Method::Other {
-            Reply::Error(Status::MethodNotAllowed)
-        } else {
-            respond::resolve(&w, req, &mut self.key, now)
+        let reply = match req.method {
+            Method::Other => Reply::Error(Status::MethodNotAllowed),
+            Method::Options => Reply::Options,
+            Method::Get | Method::Head => respond::resolve(&w, req, &mut self.key, now),
         };
         let server_closes = w.stopping.get()
             || matches!(
@@ -336,6 +448,11 @@ impl Conn {
                 Reply::Error(Status::BadRequest | Status::InternalServerError)
             );
         let conn = Connection::for_request(req, server_closes);
+        let c = Common {
+            date: &date,
+            conn,
+            site: &w.shared.site_fields,
+        };
         let batch = self.batch.as_mut().expect("no send in flight");
         let from = batch.own_buf().len();
         let mut step = if conn.closes() {
@@ -344,46 +461,185 @@ impl Conn {
             Step::Next
         };
         match reply {
-            Reply::Cached(file) => {
-                response::write_prefix(batch.own_buf(), Status::Ok, &date, conn);
-                batch.push_own(from);
-                let end = if head_only {
-                    file.head_len
-                } else {
-                    file.bytes.len()
-                };
-                batch.push_shared(&file.bytes, 0..end);
-            }
-            Reply::File {
-                file,
-                meta,
-                content_type,
-            } => {
+            Reply::Mem { status, file } => {
                 let own = batch.own_buf();
-                response::write_prefix(own, Status::Ok, &date, conn);
-                let fields = FileFields {
-                    content_type: &content_type,
-                    len: meta.len,
-                    mtime: meta.mtime,
-                };
-                response::write_file_fields(own, &fields);
-                batch.push_own(from);
-                if !head_only && meta.len > 0 {
-                    step = Step::Stream {
-                        file,
-                        len: meta.len,
-                        close: conn.closes(),
-                    };
+                match plan(req, status, &file.rep) {
+                    Plan::Full => {
+                        response::write_prefix(own, status, &c);
+                        batch.push_own(from);
+                        let end = if head_only {
+                            file.head_len
+                        } else {
+                            file.bytes.len()
+                        };
+                        batch.push_shared(&file.bytes, 0..end);
+                    }
+                    Plan::Ranges(set) => {
+                        let body = file.head_len as u64;
+                        let parts = set.as_slice();
+                        if let [(first, last)] = parts {
+                            response::write_prefix(own, Status::PartialContent, &c);
+                            response::write_single_range_fields(
+                                own,
+                                &file.rep.file_fields(),
+                                *first,
+                                *last,
+                            );
+                            batch.push_own(from);
+                            batch.push_shared(
+                                &file.bytes,
+                                (body + first) as usize..(body + last + 1) as usize,
+                            );
+                        } else {
+                            let boundary = w.boundary();
+                            let rep = &file.rep;
+                            let len = range::multipart_len(
+                                &set,
+                                boundary.len(),
+                                rep.content_type.len(),
+                                rep.len,
+                            );
+                            response::write_prefix(own, Status::PartialContent, &c);
+                            response::write_multipart_fields(
+                                own,
+                                &rep.file_fields(),
+                                &boundary,
+                                len,
+                            );
+                            batch.push_own(from);
+                            for &(first, last) in parts {
+                                let mark = batch.own_buf().len();
+                                range::write_part_head(
+                                    batch.own_buf(),
+                                    &boundary,
+                                    &rep.content_type,
+                                    first,
+                                    last,
+                                    rep.len,
+                                );
+                                batch.push_own(mark);
+                                batch.push_shared(
+                                    &file.bytes,
+                                    (body + first) as usize..(body + last + 1) as usize,
+                                );
+                            }
+                            let mark = batch.own_buf().len();
+                            range::write_closing(batch.own_buf(), &boundary);
+                            batch.push_own(mark);
+                        }
+                    }
+                    other => {
+                        write_refusal(own, other, &file.rep, &c, head_only);
+                        batch.push_own(from);
+                    }
                 }
+            }
+            Reply::Disk { status, file, rep } => {
+                let own = batch.own_buf();
+                match plan(req, status, &rep) {
+                    Plan::Full => {
+                        response::write_prefix(own, status, &c);
+                        response::write_file_fields(own, &rep.file_fields());
+                        if !head_only && rep.len > 0 {
+                            step = Step::Stream {
+                                file,
+                                parts: vec![Part {
+                                    head: 0..0,
+                                    first: 0,
+                                    len: rep.len,
+                                }],
+                                tail: 0..0,
+                                close: conn.closes(),
+                            };
+                        }
+                    }
+                    Plan::Ranges(set) => {
+                        response::write_prefix(own, Status::PartialContent, &c);
+                        let mut parts = Vec::with_capacity(set.len());
+                        let mut tail = 0..0;
+                        if let [(first, last)] = set.as_slice() {
+                            response::write_single_range_fields(
+                                own,
+                                &rep.file_fields(),
+                                *first,
+                                *last,
+                            );
+                            parts.push(Part {
+                                head: 0..0,
+                                first: *first,
+                                len: last - first + 1,
+                            });
+                        } else {
+                            let boundary = w.boundary();
+                            let len = range::multipart_len(
+                                &set,
+                                boundary.len(),
+                                rep.content_type.len(),
+                                rep.len,
+                            );
+                            response::write_multipart_fields(
+                                own,
+                                &rep.file_fields(),
+                                &boundary,
+                                len,
+                            );
+                            // Part heads wait at the end of the buffer; each is sent before its part.
+                            let heads = own.len();
+                            for &(first, last) in set.as_slice() {
+                                let start = own.len();
+                                range::write_part_head(
+                                    own,
+                                    &boundary,
+                                    &rep.content_type,
+                                    first,
+                                    last,
+                                    rep.len,
+                                );
+                                parts.push(Part {
+                                    head: start - heads..own.len() - heads,
+                                    first,
+                                    len: last - first + 1,
+                                });
+                            }
+                            let start = own.len();
+                            range::write_closing(own, &boundary);
+                            tail = start - heads..own.len() - heads;
+                            let staged: Vec<u8> = own.drain(heads..).collect();
+                            self.staged = staged;
+                        }
+                        step = Step::Stream {
+                            file,
+                            parts,
+                            tail,
+                            close: conn.closes(),
+                        };
+                    }
+                    other => write_refusal(own, other, &rep, &c, head_only),
+                }
+                batch.push_own(from);
+            }
+            Reply::Generated { content_type, body } => {
+                response::write_generated(batch.own_buf(), &c, content_type, &body, head_only);
+                batch.push_own(from);
+            }
+            Reply::Options => {
+                let extra: &[u8] = if w.cfg().cors { CORS_PREFLIGHT } else { b"" };
+                response::write_options(batch.own_buf(), &c, extra);
+                batch.push_own(from);
             }
             Reply::Redirect => {
                 let segment = req.path.rsplit(|&b| b == b'/').next().unwrap_or(b"");
-                let own = batch.own_buf();
-                response::write_directory_redirect(own, segment, req.query, &date, conn, head_only);
+                response::write_directory_redirect(
+                    batch.own_buf(),
+                    segment,
+                    req.query,
+                    &c,
+                    head_only,
+                );
                 batch.push_own(from);
             }
             Reply::Error(status) => {
-                response::write_error(batch.own_buf(), status, &date, conn, head_only);
+                response::write_error(batch.own_buf(), status, &c, head_only, b"");
                 batch.push_own(from);
             }
         }
@@ -433,14 +689,15 @@ impl Conn {
         }
     }
 
-    /// Sends `len` bytes of `file` from offset 0 with sendfile, waiting on the ring when the
+    /// Sends `len` bytes of `file` from offset `first` with sendfile, waiting on the ring when the
     /// socket is full, and after every [`SENDFILE_SLICE`] bytes to let others run.
-    async fn stream(&mut self, file: &File, len: u64) -> io::Result<()> {
+    async fn stream(&mut self, file: &File, first: u64, len: u64) -> io::Result<()> {
         let timeout = self.w.cfg().send_timeout;
-        let mut offset = 0u64;
+        let mut offset = first;
+        let end = first + len;
         let mut since_wait = 0usize;
-        while offset < len {
-            let want = (len - offset).min(SENDFILE_SLICE as u64) as usize;
+        while offset < end {
+            let want = (end - offset).min(SENDFILE_SLICE as u64) as usize;
             let must_wait = match self.sock.sendfile(file.as_fd(), &mut offset, want) {
                 // The file shrank under us: the promised Content-Length cannot be kept, so the
                 // connection must end here rather than lie about the framing.
@@ -458,7 +715,7 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
                 Err(e) => return Err(e),
             };
-            if must_wait && offset < len {
+            if must_wait && offset < end {
                 since_wait = 0;
                 self.timer.as_mut().reset(Instant::now() + timeout);
                 let writable = self.sock.writable();

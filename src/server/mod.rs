@@ -14,6 +14,7 @@
 
 mod clock;
 mod conn;
+mod listing;
 mod respond;
 mod worker;
 
@@ -129,11 +130,7 @@ impl Server {
         let listeners = bind_listeners(SocketAddr::new(cfg.bind, cfg.port), workers, defer_secs)?;
         let addr = listeners[0].local_addr().map_err(StartError::Worker)?;
 
-        let shared = Arc::new(worker::Shared {
-            cfg,
-            root: root_fd,
-            setup,
-        });
+        let shared = Arc::new(worker::Shared::new(cfg, root_fd, setup));
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let (ready_tx, ready_rx) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();

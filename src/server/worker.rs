@@ -23,6 +23,32 @@ pub struct Shared {
     pub cfg: Config,
     pub root: Root,
     pub setup: RingSetup,
+    /// Field lines every response carries: `--header`s, and CORS with `--cors`.
+    pub site_fields: Vec<u8>,
+}
+
+impl Shared {
+    pub fn new(cfg: Config, root: Root, setup: RingSetup) -> Shared {
+        let mut site_fields = Vec::new();
+        for (name, value) in &cfg.headers {
+            site_fields.extend_from_slice(name.as_bytes());
+            site_fields.extend_from_slice(b": ");
+            site_fields.extend_from_slice(value.as_bytes());
+            site_fields.extend_from_slice(b"\r\n");
+        }
+        if cfg.cors {
+            site_fields.extend_from_slice(
+                b"Access-Control-Allow-Origin: *\r\n\
+                  Access-Control-Expose-Headers: Content-Length, Content-Range, Accept-Ranges, ETag\r\n",
+            );
+        }
+        Shared {
+            cfg,
+            root,
+            setup,
+            site_fields,
+        }
+    }
 }
 
 /// Pause after accept fails for lack of file descriptors, before trying again.
@@ -43,11 +69,25 @@ pub struct Worker {
     max_conns: usize,
     /// Woken when a connection ends (for the cap, and for the drain).
     conn_closed: Notify,
+    /// Multipart boundaries: a per-worker counter hashed with this worker's random keys, so
+    /// no file's author can predict one (http::range::boundary).
+    boundary_keys: std::hash::RandomState,
+    boundaries: Cell<u64>,
+    /// Scratch space for building paths.
+    pub scratch: RefCell<Vec<u8>>,
 }
 
 impl Worker {
     pub fn cfg(&self) -> &Config {
         &self.shared.cfg
+    }
+
+    /// A fresh multipart boundary.
+    pub fn boundary(&self) -> [u8; crate::http::range::BOUNDARY_LEN] {
+        use std::hash::BuildHasher;
+        let n = self.boundaries.get().wrapping_add(1);
+        self.boundaries.set(n);
+        crate::http::range::boundary(self.boundary_keys.hash_one(n))
     }
 }
 
@@ -86,6 +126,9 @@ pub fn run(
             conns: Cell::new(0),
             max_conns,
             conn_closed: Notify::new(),
+            boundary_keys: std::hash::RandomState::new(),
+            boundaries: Cell::new(0),
+            scratch: RefCell::new(Vec::new()),
         });
         let listener = Listener::new(listener);
         {
