@@ -11,8 +11,9 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-/// How long a cached file is served without looking at the file system again.
-pub const REVALIDATE_AFTER_MS: u64 = 500;
+/// How long a cached file is served without looking at the file system again: an edit is
+/// served within this.
+pub const REVALIDATE_AFTER_MS: u64 = 1000;
 /// Bytes charged per entry on top of its own weight (key, map slot, bookkeeping).
 const ENTRY_OVERHEAD: usize = 128;
 
