@@ -36,6 +36,10 @@ pub struct Args {
     #[arg(short, long, env = "FSERVE_THREADS")]
     pub threads: Option<usize>,
 
+    /// I/O engine: io_uring where the kernel allows it, else epoll (auto); or force one
+    #[arg(long, value_enum, default_value_t = config::Io::Auto, env = "FSERVE_IO")]
+    pub io: config::Io,
+
     /// Time in-flight responses get to finish after SIGINT/SIGTERM
     #[arg(long, default_value = "10s", value_parser = parse_duration, env = "FSERVE_GRACE")]
     pub grace: Duration,
@@ -117,6 +121,7 @@ impl Args {
         c.port = self.port;
         c.bind = self.bind;
         c.threads = self.threads.unwrap_or(0);
+        c.io = self.io;
         c.grace = self.grace;
         c.hidden = self.hidden;
         c.max_header_bytes = self.max_header_bytes;

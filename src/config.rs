@@ -24,6 +24,18 @@ pub const DEFAULT_CACHE_MAX_FILE_BYTES: u64 = 128 * 1024;
 /// Memory for cached files, per worker.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Which I/O engine to run on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Io {
+    /// io_uring when the kernel allows it, else epoll (saying why, once).
+    #[default]
+    Auto,
+    /// io_uring or nothing: a refusal is a start-up error.
+    Uring,
+    /// epoll, even where io_uring works.
+    Epoll,
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     /// The directory to serve.
@@ -33,6 +45,7 @@ pub struct Config {
     pub port: u16,
     /// Worker threads, each with its own ring and listener; 0 means one per available CPU.
     pub threads: usize,
+    pub io: Io,
     /// How long in-flight responses may take to finish after SIGINT/SIGTERM.
     pub grace: Duration,
     pub max_header_bytes: usize,
@@ -69,6 +82,7 @@ impl Config {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: DEFAULT_PORT,
             threads: 0,
+            io: Io::Auto,
             grace: DEFAULT_GRACE,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             hidden: false,

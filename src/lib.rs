@@ -3,12 +3,15 @@
 //! Layers (a layer may use those below it, never those above):
 //! - [`server`]: listeners, workers, connections, timeouts, shutdown; maps I/O to statuses.
 //! - [`http`]: pure HTTP/1.1 parsing and encoding. [`fs`]: path policy, files, cache.
-//! - [`uring`]: the io_uring engine, the only module that names tokio-uring or io-uring.
+//! - [`engine`]: the I/O engine a worker runs on: [`uring`] (io_uring, the only module that
+//!   names tokio-uring or io-uring) or [`epoll`] (the fallback where io_uring is refused).
 //!
 //! Beside them, [`healthcheck`]: the `fserve healthcheck` client (std only, no server code).
 
 pub mod cli;
 pub mod config;
+pub mod engine;
+pub mod epoll;
 pub mod fs;
 pub mod healthcheck;
 pub mod http;

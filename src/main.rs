@@ -49,11 +49,15 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&start_error(&e)),
     };
+    if let Some(reason) = server.fallback_reason() {
+        eprintln!("fserve: {reason}; serving with the epoll engine instead");
+    }
     eprintln!(
-        "fserve: serving {} at http://{}/ ({} workers, io_uring)",
+        "fserve: serving {} at http://{}/ ({} workers, {})",
         server.root().display(),
         server.local_addr(),
-        server.workers()
+        server.workers(),
+        server.engine()
     );
     // Wait for the first signal, then drain; a second one exits at once.
     let _ = signals.forever().next();

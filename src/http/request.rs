@@ -30,7 +30,7 @@ pub enum Version {
 }
 
 /// An admitted request head.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request<'b> {
     pub method: Method,
     pub version: Version,
@@ -50,9 +50,10 @@ pub struct Request<'b> {
 
 /// The header fields that select or condition a response (RFC 9110 §12, §13, §14), as sent.
 ///
-/// A list field sent on several lines is not joined (that would need an allocation): the
-/// first line counts. A repeated Range or If-Range makes both meaningless, so they are
-/// dropped and the whole representation is sent (§14.2 lets a server ignore Range).
+/// A list field sent on several lines is one list (§5.3): the first line is here and
+/// `repeated` says so; [`join_repeated`] joins them (rare, so parsing never allocates). A
+/// repeated Range or If-Range makes both meaningless, so they are dropped and the whole
+/// representation is sent (§14.2 lets a server ignore Range).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Fields<'b> {
     pub if_match: Option<&'b [u8]>,
@@ -63,6 +64,61 @@ pub struct Fields<'b> {
     pub range: Option<&'b [u8]>,
     pub accept_encoding: Option<&'b [u8]>,
     pub accept: Option<&'b [u8]>,
+    /// Which list fields came on several lines ([`REPEATED_IF_MATCH`]…): only the first line
+    /// is above; [`join_repeated`] joins them all.
+    pub repeated: u8,
+}
+
+pub const REPEATED_IF_MATCH: u8 = 1;
+pub const REPEATED_IF_NONE_MATCH: u8 = 2;
+pub const REPEATED_ACCEPT_ENCODING: u8 = 4;
+pub const REPEATED_ACCEPT: u8 = 8;
+
+/// Joins every line of each list field flagged in `fields.repeated` into `out` with `, `
+/// (RFC 9110 §5.3) and points `fields` at the joined values. `head` is the request head
+/// `fields` came from. Rare, so it may allocate.
+pub fn join_repeated<'a>(head: &[u8], fields: &mut Fields<'a>, out: &'a mut Vec<u8>) {
+    let names: [(u8, &str); 4] = [
+        (REPEATED_IF_MATCH, "if-match"),
+        (REPEATED_IF_NONE_MATCH, "if-none-match"),
+        (REPEATED_ACCEPT_ENCODING, "accept-encoding"),
+        (REPEATED_ACCEPT, "accept"),
+    ];
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    if req.parse(head).is_err() {
+        return;
+    }
+    let mut ranges: [Option<std::ops::Range<usize>>; 4] = Default::default();
+    for (i, (bit, name)) in names.iter().enumerate() {
+        if fields.repeated & bit == 0 {
+            continue;
+        }
+        let start = out.len();
+        for h in req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+        {
+            if out.len() > start {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(h.value.trim_ascii());
+        }
+        ranges[i] = Some(start..out.len());
+    }
+    let out: &'a [u8] = out;
+    let slots = [
+        &mut fields.if_match,
+        &mut fields.if_none_match,
+        &mut fields.accept_encoding,
+        &mut fields.accept,
+    ];
+    for (slot, range) in slots.into_iter().zip(ranges) {
+        if let Some(r) = range {
+            *slot = Some(&out[r]);
+        }
+    }
 }
 
 /// A request answered with an error and then a closed connection.
@@ -142,22 +198,28 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>, Reject>
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let value: &[u8] = h.value.trim_ascii();
-        fn first<'v>(slot: &mut Option<&'v [u8]>, value: &'v [u8]) {
+        fn first<'v>(slot: &mut Option<&'v [u8]>, value: &'v [u8]) -> u8 {
             if slot.is_none() {
                 *slot = Some(value);
+                0
+            } else {
+                1
             }
         }
         if name.len() > 2 && name[..3].eq_ignore_ascii_case(b"if-") {
             match &name[3..] {
-                n if n.eq_ignore_ascii_case(b"match") => first(&mut fields.if_match, value),
+                n if n.eq_ignore_ascii_case(b"match") => {
+                    fields.repeated |= first(&mut fields.if_match, value) * REPEATED_IF_MATCH;
+                }
                 n if n.eq_ignore_ascii_case(b"none-match") => {
-                    first(&mut fields.if_none_match, value)
+                    fields.repeated |=
+                        first(&mut fields.if_none_match, value) * REPEATED_IF_NONE_MATCH;
                 }
                 n if n.eq_ignore_ascii_case(b"modified-since") => {
-                    first(&mut fields.if_modified_since, value)
+                    first(&mut fields.if_modified_since, value);
                 }
                 n if n.eq_ignore_ascii_case(b"unmodified-since") => {
-                    first(&mut fields.if_unmodified_since, value)
+                    first(&mut fields.if_unmodified_since, value);
                 }
                 n if n.eq_ignore_ascii_case(b"range") => {
                     if_ranges += 1;
@@ -169,9 +231,9 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>, Reject>
             ranges += 1;
             first(&mut fields.range, value);
         } else if name.eq_ignore_ascii_case(b"accept-encoding") {
-            first(&mut fields.accept_encoding, value);
+            fields.repeated |= first(&mut fields.accept_encoding, value) * REPEATED_ACCEPT_ENCODING;
         } else if name.eq_ignore_ascii_case(b"accept") {
-            first(&mut fields.accept, value);
+            fields.repeated |= first(&mut fields.accept, value) * REPEATED_ACCEPT;
         } else if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
         } else if name.eq_ignore_ascii_case(b"connection") {

@@ -22,12 +22,12 @@ use tokio::time::{Instant, Sleep};
 use super::clock::Now;
 use super::respond::{self, Reply, Representation};
 use super::worker::{ConnGuard, Worker};
+use crate::engine::{SendBatch, Socket};
 use crate::http::Status;
 use crate::http::conditional::{self, Outcome, Preconditions, Validators};
 use crate::http::range::{self, RangeOutcome, RangeSet};
 use crate::http::request::{self, Method, Request};
 use crate::http::response::{self, Common, Connection};
-use crate::uring::{SendBatch, Socket};
 
 /// How long an idle connection keeps a receive (and its buffer) posted before it waits for
 /// readability alone.
@@ -257,10 +257,11 @@ impl Conn {
                         return self.linger(buf).await;
                     }
                     Ok(Some(req)) => {
+                        let head = &buf[pos..pos + req.head_len];
                         pos += req.head_len;
                         discard = req.body_len;
                         answered = true;
-                        self.answer(&req, now)
+                        self.answer(&req, head, now)
                     }
                 };
                 match step {
@@ -432,8 +433,18 @@ impl Conn {
         self.batch.as_mut().expect("no send in flight")
     }
 
-    /// Queues the answer to an admitted request.
-    fn answer(&mut self, req: &Request<'_>, now: Now) -> Step {
+    /// Queues the answer to an admitted request whose head is `head`.
+    fn answer(&mut self, req: &Request<'_>, head: &[u8], now: Now) -> Step {
+        if req.fields.repeated != 0 {
+            let mut joined = Vec::new();
+            let mut req = req.clone();
+            request::join_repeated(head, &mut req.fields, &mut joined);
+            return self.answer_joined(&req, now);
+        }
+        self.answer_joined(req, now)
+    }
+
+    fn answer_joined(&mut self, req: &Request<'_>, now: Now) -> Step {
         let w = self.w.clone();
         let date = w.date.get(now);
         let head_only = req.method == Method::Head;

@@ -27,7 +27,8 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::config::{Config, Io};
+use crate::engine;
 use crate::fs::Root;
 use crate::uring;
 
@@ -101,6 +102,8 @@ pub struct Server {
     addr: SocketAddr,
     root: PathBuf,
     workers: usize,
+    engine: engine::Kind,
+    fallback: Option<String>,
     grace: Duration,
     stop: tokio::sync::watch::Sender<bool>,
     done: mpsc::Receiver<()>,
@@ -123,14 +126,24 @@ impl Server {
             err,
         })?;
         cfg.root = root.clone();
-        let setup = uring::probe().map_err(StartError::Uring)?;
+        let (engine, fallback) = match cfg.io {
+            Io::Epoll => (engine::Kind::Epoll, None),
+            Io::Uring => (
+                engine::Kind::Uring(uring::probe().map_err(StartError::Uring)?),
+                None,
+            ),
+            Io::Auto => match uring::probe() {
+                Ok(setup) => (engine::Kind::Uring(setup), None),
+                Err(e) => (engine::Kind::Epoll, Some(e.to_string())),
+            },
+        };
 
         let workers = cfg.workers();
         let defer_secs = u32::try_from(cfg.header_timeout.as_secs().max(1)).unwrap_or(u32::MAX);
         let listeners = bind_listeners(SocketAddr::new(cfg.bind, cfg.port), workers, defer_secs)?;
         let addr = listeners[0].local_addr().map_err(StartError::Worker)?;
 
-        let shared = Arc::new(worker::Shared::new(cfg, root_fd, setup));
+        let shared = Arc::new(worker::Shared::new(cfg, root_fd, engine));
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let (ready_tx, ready_rx) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
@@ -160,6 +173,8 @@ impl Server {
             addr,
             root,
             workers,
+            engine,
+            fallback,
             grace,
             stop,
             done,
@@ -168,7 +183,10 @@ impl Server {
         for _ in 0..workers {
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(StartError::Uring(uring::ProbeError::Setup(e))),
+                Ok(Err(e)) if matches!(engine, engine::Kind::Uring(_)) => {
+                    return Err(StartError::Uring(uring::ProbeError::Setup(e)));
+                }
+                Ok(Err(e)) => return Err(StartError::Worker(e)),
                 Err(_) => {
                     return Err(StartError::Worker(io::Error::other(
                         "a worker exited during start-up",
@@ -190,6 +208,16 @@ impl Server {
 
     pub fn workers(&self) -> usize {
         self.workers
+    }
+
+    /// The I/O engine the workers run on: "io_uring" or "epoll".
+    pub fn engine(&self) -> &'static str {
+        self.engine.name()
+    }
+
+    /// Why io_uring was not used, when `--io auto` fell back to epoll.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback.as_deref()
     }
 
     /// Stops accepting, lets in-flight responses finish within the grace period, and waits

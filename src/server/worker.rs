@@ -15,20 +15,20 @@ use super::clock::DateCache;
 use super::conn;
 use super::respond::CachedFile;
 use crate::config::Config;
+use crate::engine::{self, Kind, Listener};
 use crate::fs::{Cache, Root};
-use crate::uring::{self, Listener, RingSetup};
 
 /// Read-only state every worker shares.
 pub struct Shared {
     pub cfg: Config,
     pub root: Root,
-    pub setup: RingSetup,
+    pub engine: Kind,
     /// Field lines every response carries: `--header`s, and CORS with `--cors`.
     pub site_fields: Vec<u8>,
 }
 
 impl Shared {
-    pub fn new(cfg: Config, root: Root, setup: RingSetup) -> Shared {
+    pub fn new(cfg: Config, root: Root, engine: Kind) -> Shared {
         let mut site_fields = Vec::new();
         for (name, value) in &cfg.headers {
             site_fields.extend_from_slice(name.as_bytes());
@@ -45,7 +45,7 @@ impl Shared {
         Shared {
             cfg,
             root,
-            setup,
+            engine,
             site_fields,
         }
     }
@@ -109,13 +109,20 @@ pub fn run(
     mut stop_rx: tokio::sync::watch::Receiver<bool>,
     ready: mpsc::Sender<io::Result<()>>,
 ) {
-    let setup = shared.setup;
+    let kind = shared.engine;
     let workers = shared.cfg.workers();
     let max_conns = shared.cfg.max_connections.div_ceil(workers).max(1);
     let cache_bytes = usize::try_from(shared.cfg.cache_bytes).unwrap_or(usize::MAX);
     let grace = shared.cfg.grace;
     let ready_err = ready.clone();
     let body = async move {
+        let listener = match Listener::new(kind, listener) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
         let _ = ready.send(Ok(()));
         let w = Rc::new(Worker {
             shared,
@@ -130,10 +137,9 @@ pub fn run(
             boundaries: Cell::new(0),
             scratch: RefCell::new(Vec::new()),
         });
-        let listener = Listener::new(listener);
         {
             let w = w.clone();
-            uring::spawn(async move {
+            engine::spawn(async move {
                 while !*stop_rx.borrow_and_update() {
                     if stop_rx.changed().await.is_err() {
                         break;
@@ -164,7 +170,7 @@ pub fn run(
             );
         }
     };
-    if let Err(e) = uring::block_on(setup, body) {
+    if let Err(e) = engine::block_on(kind, body) {
         let _ = ready_err.send(Err(e));
     }
 }
@@ -190,7 +196,7 @@ async fn accept_loop(w: &Rc<Worker>, listener: &Listener) {
             Ok(sock) => {
                 w.conns.set(w.conns.get() + 1);
                 let guard = ConnGuard(w.clone());
-                uring::spawn(conn::serve(guard, sock));
+                engine::spawn(conn::serve(guard, sock));
             }
             Err(e) => {
                 if w.stopping.get() {

@@ -187,6 +187,19 @@ impl SendBatch {
         self.iov = Vec::new();
     }
 
+    /// Fills `out` with the queued pieces, in order, as many as fit; returns how many.
+    pub fn io_slices<'a>(&'a self, out: &mut [std::io::IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (slot, chunk) in out.iter_mut().zip(&self.chunks) {
+            *slot = std::io::IoSlice::new(match chunk {
+                Chunk::Own(r) => &self.own[r.clone()],
+                Chunk::Shared(b, r) => &b[r.clone()],
+            });
+            n += 1;
+        }
+        n
+    }
+
     /// Forgets everything queued, keeping the capacity.
     pub fn clear(&mut self) {
         self.own.clear();

@@ -1,4 +1,4 @@
-//! Error responses: 400, 404, 405, 411, 413, 414, 431, 505; request bodies
+//! Error responses: 400, 404, 405 (and OPTIONS, 204), 411, 413, 414, 431, 505; request bodies
 //! read and discarded; which errors close the connection.
 
 use std::path::Path;
@@ -139,12 +139,12 @@ fn missing_file_is_404_and_keeps_the_connection() {
 fn other_methods_are_405_with_allow() {
     let t = server();
     let mut c = t.connect();
-    for method in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH"] {
+    for method in ["POST", "PUT", "DELETE", "PATCH"] {
         c.send(request(method, "/a.txt", &[]));
         let r = c.read_response();
         assert_eq!(r.status, 405, "{method}\n{}", r.describe());
         r.assert_error(405);
-        assert_eq!(r.header("Allow"), Some("GET, HEAD"), "{method}");
+        assert_eq!(r.header("Allow"), Some("GET, HEAD, OPTIONS"), "{method}");
         // No body was sent, so the connection stays usable.
         r.assert_not_closing();
         let g = c.get("/a.txt");
@@ -160,7 +160,7 @@ fn post_with_empty_body_is_405_and_keeps_the_connection() {
     c.send(request("POST", "/a.txt", &["Content-Length: 0"]));
     let r = c.read_response();
     r.assert_error(405);
-    assert_eq!(r.header("Allow"), Some("GET, HEAD"));
+    assert_eq!(r.header("Allow"), Some("GET, HEAD, OPTIONS"));
     assert_eq!(c.get("/b.txt").text(), "bravo\n");
 }
 
@@ -328,14 +328,21 @@ fn invalid_content_length_is_400_and_closes() {
 }
 
 #[test]
-fn options_asterisk_is_405() {
+fn options_is_204_with_allow() {
     let t = server();
     let mut c = t.connect();
-    c.send("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
-    let r = c.read_response();
-    r.assert_error(405);
-    assert_eq!(r.header("Allow"), Some("GET, HEAD"));
-    assert_eq!(c.get("/a.txt").text(), "alpha\n");
+    for target in ["/a.txt", "*"] {
+        c.send(format!("OPTIONS {target} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        let r = c.read_response();
+        r.assert_line(204);
+        assert_eq!(
+            r.header("Allow"),
+            Some("GET, HEAD, OPTIONS"),
+            "OPTIONS {target}"
+        );
+        r.assert_not_closing();
+        assert_eq!(c.get("/a.txt").text(), "alpha\n");
+    }
 }
 
 #[test]

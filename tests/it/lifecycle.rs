@@ -39,9 +39,17 @@ fn start_serve_and_shutdown() {
 
 #[test]
 fn one_io_uring_per_worker() {
+    if test_engine() == fserve::config::Io::Epoll {
+        // The epoll engine has no rings: check it says which engine it runs.
+        let t = TestServer::with(files, |_| {});
+        assert_eq!(t.get("/").status, 200);
+        assert_eq!(t.engine(), "epoll");
+        return;
+    }
     for threads in [1usize, 3] {
         let t = TestServer::with(files, |cfg| cfg.threads = threads);
         assert_eq!(t.get("/").status, 200);
+        assert_eq!(t.engine(), "io_uring");
         let n = io_uring_fds();
         assert!(
             n >= threads,

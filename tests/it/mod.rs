@@ -5,15 +5,22 @@
 mod support;
 
 mod bodies;
+mod caching;
 mod cli;
+mod conditional;
 mod content_types;
 mod directories;
 mod dotfiles;
+mod engines;
 mod errors;
 mod headers;
 mod keepalive;
 mod lifecycle;
 mod paths;
 mod pipelining;
+mod precompressed;
+mod ranges;
+mod real_clients;
+mod site_options;
 mod timeouts;
 mod traversal;

@@ -23,13 +23,27 @@ const MAX_HEAD: usize = 64 * 1024;
 
 /// The default configuration used by the tests: loopback, port 0, 2 workers,
 /// a short grace period so that teardown never stalls a test for long.
+///
+/// The engine is io_uring (`--io uring`, so a refusal fails the test instead of
+/// falling back quietly), or the one named by `FSERVE_TEST_IO` (`uring`,
+/// `epoll`): CI runs the whole suite once per engine.
 pub fn test_config(root: &Path) -> fserve::Config {
     let mut cfg = fserve::Config::new(root.to_path_buf());
     cfg.bind = IpAddr::from([127, 0, 0, 1]);
     cfg.port = 0;
     cfg.threads = 2;
     cfg.grace = Duration::from_secs(2);
+    cfg.io = test_engine();
     cfg
+}
+
+/// The engine the suite runs against (see [`test_config`]).
+pub fn test_engine() -> fserve::config::Io {
+    match std::env::var("FSERVE_TEST_IO").as_deref() {
+        Err(_) | Ok("") | Ok("uring") => fserve::config::Io::Uring,
+        Ok("epoll") => fserve::config::Io::Epoll,
+        Ok(other) => panic!("FSERVE_TEST_IO={other:?}: use uring or epoll"),
+    }
 }
 
 /// A running server over `<tmp>/root`. `<tmp>` itself is free for content that
@@ -47,6 +61,20 @@ impl TestServer {
     /// An empty root with the default test configuration.
     pub fn new() -> TestServer {
         TestServer::with(|_| {}, |_| {})
+    }
+
+    /// The engine the server runs on ("io_uring" or "epoll").
+    pub fn engine(&self) -> &'static str {
+        self.server.as_ref().expect("server running").engine()
+    }
+
+    /// Why `--io auto` fell back to epoll, if it did.
+    pub fn fallback_reason(&self) -> Option<String> {
+        self.server
+            .as_ref()
+            .expect("server running")
+            .fallback_reason()
+            .map(str::to_string)
     }
 
     /// Populate the root with `setup(root)`, then start with the default test
@@ -796,4 +824,306 @@ fn imf_fixdate_helpers_agree_with_rfc_example() {
     for s in [0u64, 86_399, 951_782_400, 1_700_000_000, 4_102_444_800] {
         assert_eq!(parse_imf_fixdate(&imf_fixdate(s)), Some(s));
     }
+}
+
+// ---------------------------------------------------------------------------
+// Added for conditionals, ranges, encodings and site options
+// ---------------------------------------------------------------------------
+
+/// The RFC 9110 reason phrase fserve sends for `code`.
+pub fn exact_reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        412 => "Precondition Failed",
+        416 => "Range Not Satisfiable",
+        _ => panic!("exact_reason: no reason phrase recorded for {code}"),
+    }
+}
+
+/// The ETag fserve sends for a file: `"<mtime hex>-<size hex>"`.
+pub fn etag_of(mtime: u64, len: u64) -> String {
+    format!("\"{mtime:x}-{len:x}\"")
+}
+
+/// `bytes first-last/complete` → (first, last, complete).
+pub fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
+    let rest = v.strip_prefix("bytes ")?;
+    let (range, complete) = rest.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    Some((
+        first.parse().ok()?,
+        last.parse().ok()?,
+        complete.parse().ok()?,
+    ))
+}
+
+/// One body part of a multipart/byteranges response.
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Part {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The part's Content-Range, which must be a satisfied `bytes a-b/len`.
+    pub fn range(&self) -> (u64, u64, u64) {
+        let v = self
+            .header("Content-Range")
+            .unwrap_or_else(|| panic!("part without Content-Range: {:?}", self.headers));
+        parse_content_range(v).unwrap_or_else(|| panic!("bad part Content-Range {v:?}"))
+    }
+}
+
+impl Response {
+    /// Assert the exact status line `HTTP/1.1 <code> <RFC 9110 reason>`.
+    #[track_caller]
+    pub fn assert_line(&self, code: u16) -> &Self {
+        assert_eq!(
+            self.status_line,
+            format!("HTTP/1.1 {code} {}", exact_reason(code)),
+            "unexpected status line\n{}",
+            self.describe()
+        );
+        self
+    }
+
+    /// Assert a 304 with the validators `etag` and `last_modified`, a Date, no
+    /// Content-Length and (as read) no body.
+    #[track_caller]
+    pub fn assert_not_modified(&self, etag: &str, last_modified: &str) -> &Self {
+        self.assert_line(304);
+        assert_eq!(
+            self.header("ETag"),
+            Some(etag),
+            "304 ETag\n{}",
+            self.describe()
+        );
+        assert_eq!(
+            self.header("Last-Modified"),
+            Some(last_modified),
+            "304 Last-Modified\n{}",
+            self.describe()
+        );
+        assert!(
+            self.header("Date")
+                .is_some_and(|d| parse_imf_fixdate(d).is_some()),
+            "304 without a valid Date\n{}",
+            self.describe()
+        );
+        assert!(
+            self.header("Content-Length").is_none(),
+            "304 with a Content-Length\n{}",
+            self.describe()
+        );
+        assert!(self.body.is_empty());
+        self
+    }
+
+    /// Assert a plain 206 with `Content-Range: bytes first-last/complete`, a
+    /// matching Content-Length, and `expected` as the body.
+    #[track_caller]
+    pub fn assert_partial(&self, first: u64, last: u64, complete: u64, expected: &[u8]) -> &Self {
+        self.assert_line(206);
+        assert_eq!(
+            self.header("Content-Range"),
+            Some(format!("bytes {first}-{last}/{complete}").as_str()),
+            "Content-Range\n{}",
+            self.describe()
+        );
+        assert_eq!(
+            self.header("Content-Length"),
+            Some((last - first + 1).to_string().as_str()),
+            "206 Content-Length\n{}",
+            self.describe()
+        );
+        assert!(
+            !self
+                .header("Content-Type")
+                .unwrap_or("")
+                .starts_with("multipart/"),
+            "a single range must not be multipart\n{}",
+            self.describe()
+        );
+        assert_body_eq(&self.body, expected, &format!("206 bytes {first}-{last}"));
+        self
+    }
+
+    /// Assert a 200 with the whole of `expected` and no Content-Range.
+    #[track_caller]
+    pub fn assert_whole(&self, expected: &[u8]) -> &Self {
+        self.assert_line(200);
+        assert!(
+            self.header("Content-Range").is_none(),
+            "Content-Range on a 200\n{}",
+            self.describe()
+        );
+        assert_eq!(
+            self.header("Content-Length"),
+            Some(expected.len().to_string().as_str()),
+            "200 Content-Length\n{}",
+            self.describe()
+        );
+        assert_body_eq(&self.body, expected, "whole body");
+        self
+    }
+
+    /// The boundary of a `multipart/byteranges` response.
+    #[track_caller]
+    pub fn multipart_boundary(&self) -> String {
+        let ct = self.expect_header("Content-Type");
+        let (kind, params) = ct.split_once(';').unwrap_or((ct, ""));
+        assert_eq!(
+            kind.trim(),
+            "multipart/byteranges",
+            "Content-Type\n{}",
+            self.describe()
+        );
+        let boundary = params
+            .split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"))
+            .map(|(_, v)| v.trim().trim_matches('"').to_string())
+            .unwrap_or_else(|| panic!("multipart without a boundary\n{}", self.describe()));
+        assert!(
+            !boundary.is_empty() && boundary.len() <= 70,
+            "bad boundary {boundary:?}"
+        );
+        boundary
+    }
+
+    /// Parse a `multipart/byteranges` body (RFC 2046 §5.1.1) into its parts.
+    #[track_caller]
+    pub fn byteranges(&self) -> Vec<Part> {
+        let boundary = self.multipart_boundary();
+        parse_multipart(&self.body, &boundary)
+            .unwrap_or_else(|e| panic!("bad multipart body: {e}\n{}", self.describe()))
+    }
+}
+
+/// Parse a multipart body with `boundary`: optional preamble, parts, close
+/// delimiter, optional CRLF + epilogue.
+pub fn parse_multipart(body: &[u8], boundary: &str) -> Result<Vec<Part>, String> {
+    let dash = format!("--{boundary}").into_bytes();
+    let delim = format!("\r\n--{boundary}").into_bytes();
+    // The first dash-boundary: at the very start, or after the preamble's CRLF.
+    let mut pos = if body.starts_with(&dash) {
+        dash.len()
+    } else {
+        find(body, &delim).ok_or("no first delimiter")? + delim.len()
+    };
+    let mut parts = Vec::new();
+    loop {
+        let rest = &body[pos..];
+        if rest.starts_with(b"--") {
+            let after = &rest[2..];
+            if !after.is_empty() && !after.starts_with(b"\r\n") {
+                return Err(format!(
+                    "bytes after the close delimiter: {:?}",
+                    String::from_utf8_lossy(after)
+                ));
+            }
+            return if parts.is_empty() {
+                Err("no parts".into())
+            } else {
+                Ok(parts)
+            };
+        }
+        if !rest.starts_with(b"\r\n") {
+            return Err(format!("no CRLF after a delimiter at {pos}"));
+        }
+        pos += 2;
+        let head_end = find(&body[pos..], b"\r\n\r\n").ok_or("part head without CRLFCRLF")?;
+        let head = std::str::from_utf8(&body[pos..pos + head_end])
+            .map_err(|_| "part head is not UTF-8")?;
+        let mut headers = Vec::new();
+        for line in head.split("\r\n") {
+            let (n, v) = line
+                .split_once(':')
+                .ok_or_else(|| format!("bad part header line {line:?}"))?;
+            headers.push((n.to_string(), v.trim().to_string()));
+        }
+        let start = pos + head_end + 4;
+        let len = find(&body[start..], &delim).ok_or("part without a following delimiter")?;
+        parts.push(Part {
+            headers,
+            body: body[start..start + len].to_vec(),
+        });
+        pos = start + len + delim.len();
+    }
+}
+
+impl Conn {
+    /// Send `method target` with `extra` header lines and read the response
+    /// (without a body for HEAD).
+    pub fn req(&mut self, method: &str, target: &str, extra: &[&str]) -> Response {
+        self.send(request(method, target, extra));
+        self.read_response_for(method == "HEAD")
+    }
+
+    /// GET with `extra` header lines.
+    pub fn get_h(&mut self, target: &str, extra: &[&str]) -> Response {
+        self.req("GET", target, extra)
+    }
+}
+
+impl TestServer {
+    /// One request with `extra` header lines on a new connection.
+    pub fn req(&self, method: &str, target: &str, extra: &[&str]) -> Response {
+        self.connect().req(method, target, extra)
+    }
+
+    /// One GET with `extra` header lines on a new connection.
+    pub fn get_h(&self, target: &str, extra: &[&str]) -> Response {
+        self.req("GET", target, extra)
+    }
+}
+
+/// Text whose every line differs (so that any misplaced range shows), `len` bytes.
+pub fn text_bytes(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 32);
+    let mut i = 0u64;
+    while out.len() < len {
+        out.extend_from_slice(format!("line {i:07} of the text\n").as_bytes());
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn multipart_parser_accepts_rfc_bodies_and_rejects_bad_ones() {
+    let ok = b"\r\n--B1\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-1/10\r\n\r\nab\r\n--B1\r\nContent-Range: bytes 5-5/10\r\n\r\nf\r\n--B1--\r\n";
+    let parts = parse_multipart(ok, "B1").unwrap();
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[0].body, b"ab");
+    assert_eq!(parts[0].range(), (0, 1, 10));
+    assert_eq!(parts[0].header("content-type"), Some("text/plain"));
+    assert_eq!(parts[1].body, b"f");
+    assert_eq!(parts[1].range(), (5, 5, 10));
+    // Starting with the dash-boundary itself, a preamble, an epilogue.
+    assert!(parse_multipart(b"--B1\r\nX: y\r\n\r\nab\r\n--B1--", "B1").is_ok());
+    assert!(parse_multipart(b"pre\r\n--B1\r\nX: y\r\n\r\nab\r\n--B1--\r\nepi", "B1").is_ok());
+    // Missing close delimiter, garbage after it, wrong boundary, no parts.
+    assert!(parse_multipart(b"\r\n--B1\r\nX: y\r\n\r\nab", "B1").is_err());
+    assert!(parse_multipart(b"\r\n--B1\r\nX: y\r\n\r\nab\r\n--B1--junk", "B1").is_err());
+    assert!(parse_multipart(ok, "B2").is_err());
+    assert!(parse_multipart(b"\r\n--B1--\r\n", "B1").is_err());
+    assert_eq!(parse_content_range("bytes 0-99/1000"), Some((0, 99, 1000)));
+    assert_eq!(parse_content_range("bytes */1000"), None);
+    assert_eq!(etag_of(0x2ebc98a1, 14), "\"2ebc98a1-e\"");
 }

@@ -1,0 +1,166 @@
+//! The epoll engine: the fallback when io_uring is refused (Docker 25+'s default seccomp
+//! profile, Kubernetes' RuntimeDefault, gVisor, `kernel.io_uring_disabled`).
+//!
+//! The same surface as `uring` (listener, socket, runtime), built on a current-thread tokio
+//! runtime per worker and readiness: a receive waits for readability and then reads, a
+//! send waits for writability and then writes with `sendmsg`, large files go by `sendfile`
+//! on writability. It names no io_uring type, and needs no unsafe code.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, BorrowedFd};
+
+use rustix::net::{SendAncillaryBuffer, SendFlags};
+use tokio::io::Interest;
+
+use crate::uring::SendBatch;
+
+/// Most pieces gathered into one `sendmsg`; the rest go in the next.
+const MAX_IOVECS: usize = 64;
+
+/// Builds this thread's runtime and runs `fut` to completion on it.
+pub fn block_on<F: Future>(fut: F) -> io::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    Ok(rt.block_on(local.run_until(fut)))
+}
+
+pub struct Listener {
+    inner: tokio::net::TcpListener,
+}
+
+impl Listener {
+    /// Must be called on the worker's runtime.
+    pub fn new(listener: std::net::TcpListener) -> io::Result<Listener> {
+        listener.set_nonblocking(true)?;
+        Ok(Listener {
+            inner: tokio::net::TcpListener::from_std(listener)?,
+        })
+    }
+
+    pub async fn accept(&self) -> io::Result<Socket> {
+        let (stream, _) = self.inner.accept().await?;
+        Ok(Socket {
+            inner: stream,
+            cancel: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Makes the kernel refuse new connections to this socket (it stops listening).
+    pub fn stop(&self) {
+        let _ = rustix::net::shutdown(&self.inner, rustix::net::Shutdown::Both);
+    }
+}
+
+pub struct Socket {
+    inner: tokio::net::TcpStream,
+    /// Ends a pending [`Socket::recv`] (see [`Socket::cancel_pending`]).
+    cancel: tokio::sync::Notify,
+}
+
+impl Socket {
+    /// Receives into the spare capacity of `buf`; `Ok(0)` is the peer's end of stream.
+    pub async fn recv(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        if buf.len() == buf.capacity() {
+            buf.reserve(1);
+        }
+        loop {
+            let ready = tokio::select! {
+                r = self.inner.readable() => r,
+                _ = self.cancel.notified() => Err(io::Error::from_raw_os_error(libc::ECANCELED)),
+            };
+            if let Err(e) = ready {
+                return (Err(e), buf);
+            }
+            let res = self.inner.try_io(Interest::READABLE, || {
+                Ok(rustix::io::read(
+                    &self.inner,
+                    rustix::buffer::spare_capacity(&mut buf),
+                )?)
+            });
+            match res {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                res => return (res, buf),
+            }
+        }
+    }
+
+    /// Sends what `batch` holds once it can; may send less than all of it.
+    pub async fn send(&self, batch: SendBatch, more: bool) -> (io::Result<usize>, SendBatch) {
+        let mut flags = SendFlags::NOSIGNAL;
+        if more {
+            flags |= SendFlags::MORE;
+        }
+        loop {
+            if let Err(e) = self.inner.writable().await {
+                return (Err(e), batch);
+            }
+            let res = self.inner.try_io(Interest::WRITABLE, || {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let n = batch.io_slices(&mut slices);
+                let mut control = SendAncillaryBuffer::default();
+                Ok(rustix::net::sendmsg(
+                    &self.inner,
+                    &slices[..n],
+                    &mut control,
+                    flags,
+                )?)
+            });
+            match res {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                res => return (res, batch),
+            }
+        }
+    }
+
+    pub async fn writable(&self) -> io::Result<()> {
+        self.inner.writable().await
+    }
+
+    pub async fn readable(&self) -> io::Result<()> {
+        self.inner.readable().await
+    }
+
+    /// Ends a pending [`Socket::recv`] with ECANCELED, handing back its buffer, as the
+    /// io_uring engine's cancellation does. (Other waits here end by being dropped.)
+    pub async fn cancel_pending(&self) {
+        self.cancel.notify_waiters();
+    }
+
+    /// `sendfile(2)` without blocking; `WouldBlock` clears the readiness so that
+    /// [`Socket::writable`] waits for real.
+    pub fn sendfile(
+        &self,
+        file: BorrowedFd<'_>,
+        offset: &mut u64,
+        count: usize,
+    ) -> io::Result<usize> {
+        self.inner.try_io(Interest::WRITABLE, || {
+            Ok(rustix::fs::sendfile(
+                &self.inner,
+                file,
+                Some(offset),
+                count,
+            )?)
+        })
+    }
+
+    pub fn shutdown(&self, how: std::net::Shutdown) {
+        let how = match how {
+            std::net::Shutdown::Read => rustix::net::Shutdown::Read,
+            std::net::Shutdown::Write => rustix::net::Shutdown::Write,
+            std::net::Shutdown::Both => rustix::net::Shutdown::Both,
+        };
+        let _ = rustix::net::shutdown(&self.inner, how);
+    }
+
+    pub fn set_nodelay(&self) -> io::Result<()> {
+        self.inner.set_nodelay(true)
+    }
+
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
