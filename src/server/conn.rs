@@ -22,7 +22,7 @@ use tokio::time::{Instant, Sleep};
 use super::clock::Now;
 use super::respond::{self, Reply, Representation};
 use super::worker::{ConnGuard, Worker};
-use crate::engine::{SendBatch, Socket};
+use crate::engine::{self, SendBatch, Socket};
 use crate::http::Status;
 use crate::http::conditional::{self, Outcome, Preconditions, Validators};
 use crate::http::range::{self, RangeOutcome, RangeSet};
@@ -33,9 +33,9 @@ use crate::http::response::{self, Common, Connection};
 /// readability alone.
 const HOT_IDLE: Duration = Duration::from_millis(250);
 /// First receive buffer; grows towards `--max-header-bytes` only for large heads.
-const INITIAL_RECV_BYTES: usize = 4096;
+const INITIAL_RECV_BYTES: usize = 2048;
 /// Free space below which the receive buffer grows before the next receive.
-const MIN_RECV_SPACE: usize = 1024;
+const MIN_RECV_SPACE: usize = 512;
 /// Queued responses are sent once this many pieces or bytes are waiting, even if more
 /// pipelined requests are buffered.
 const FLUSH_CHUNKS: usize = 256;
@@ -50,7 +50,7 @@ const LINGER_MAX_BYTES: usize = 64 * 1024;
 
 pub async fn serve(guard: ConnGuard, sock: Socket) {
     let w = guard.worker().clone();
-    let mut conn = Conn {
+    let conn = Conn {
         timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
         w,
         sock,
@@ -59,12 +59,52 @@ pub async fn serve(guard: ConnGuard, sock: Socket) {
         staged: Vec::new(),
         sent_before: false,
         nodelay: false,
+        _guard: guard,
     };
-    let buf = Vec::with_capacity(INITIAL_RECV_BYTES);
-    if let Err(e) = conn.run(buf).await {
-        log_error(&e);
+    drive(conn, Vec::with_capacity(INITIAL_RECV_BYTES), false).await;
+}
+
+/// Runs the connection until it closes, or parks it when it goes idle.
+async fn drive(mut conn: Conn, buf: Vec<u8>, resumed: bool) {
+    match conn.run(buf, resumed).await {
+        Ok(Exit::Done) => {}
+        Ok(Exit::Park(deadline)) => engine::spawn(park(conn, deadline)),
+        Err(e) => log_error(&e),
     }
-    drop(guard);
+}
+
+/// An idle connection waits for its next request here, in a task of its own that holds
+/// only the connection's small state (the task that served it, with its larger future, has
+/// ended): 10,000 idle keep-alive connections cost little memory. Readable: a new task
+/// serves it again. The keep-alive deadline or shutdown: it closes.
+async fn park(mut conn: Conn, deadline: Instant) {
+    conn.timer.as_mut().reset(deadline);
+    let woke = {
+        let readable = conn.sock.readable();
+        tokio::pin!(readable);
+        let woke = tokio::select! {
+            biased;
+            r = &mut readable => Some(r.is_ok()),
+            _ = conn.timer.as_mut() => None,
+            _ = conn.w.stop.notified() => None,
+        };
+        if woke.is_none() {
+            // The wait gave up: end the pending readiness wait before the socket closes.
+            conn.sock.shutdown(Shutdown::Read);
+            let _ = readable.await;
+        }
+        woke
+    };
+    if woke == Some(true) {
+        engine::spawn(drive(conn, Vec::with_capacity(INITIAL_RECV_BYTES), true));
+    }
+}
+
+/// Why [`Conn::run`] returned.
+enum Exit {
+    Done,
+    /// Idle past [`HOT_IDLE`]: park until readable, or until the keep-alive deadline.
+    Park(Instant),
 }
 
 /// Resets, timeouts and refusals are the client's business; anything else is logged.
@@ -94,6 +134,8 @@ struct Conn {
     /// send never waits for that, so a one-request connection skips the system call.
     sent_before: bool,
     nodelay: bool,
+    /// Counts the connection for its whole life (the worker's cap and drain).
+    _guard: ConnGuard,
 }
 
 /// What the connection does after queueing an answer.
@@ -210,8 +252,8 @@ enum Recv {
 enum Idle {
     /// Bytes are in the buffer.
     Received,
-    /// Bytes (or the peer's close) are waiting to be received.
-    Readable,
+    /// Idle past [`HOT_IDLE`]: buffers released, park until this keep-alive deadline.
+    Park(Instant),
     /// Timed out, shut down, or the peer left: close.
     Closed,
 }
@@ -226,14 +268,16 @@ enum GiveUp {
 }
 
 impl Conn {
-    async fn run(&mut self, mut buf: Vec<u8>) -> io::Result<()> {
+    /// Serves requests until the connection closes or parks. `resumed`: it was parked and
+    /// is readable again.
+    async fn run(&mut self, mut buf: Vec<u8>, resumed: bool) -> io::Result<Exit> {
         let max_head = self.w.cfg().max_header_bytes;
         // The first request's head is due within the header timeout of the accept.
         let mut head_deadline = Instant::now() + self.w.cfg().header_timeout;
         let mut pos = 0;
         let mut discard: u64 = 0;
         // Whether a request has been answered (so an empty buffer means "between requests").
-        let mut answered = false;
+        let mut answered = resumed;
         loop {
             let now = Now::read();
             let mut close = false;
@@ -254,7 +298,7 @@ impl Conn {
                     Err(reject) => {
                         self.queue_closing_error(reject.status, now);
                         self.flush(false).await?;
-                        return self.linger(buf).await;
+                        return self.linger(buf).await.map(|()| Exit::Done);
                     }
                     Ok(Some(req)) => {
                         let head = &buf[pos..pos + req.head_len];
@@ -293,16 +337,16 @@ impl Conn {
             if close {
                 // Pipelined bytes after the last answer: drain them so the close is clean.
                 if pos < buf.len() || discard > 0 {
-                    return self.linger(buf).await;
+                    return self.linger(buf).await.map(|()| Exit::Done);
                 }
-                return Ok(());
+                return Ok(Exit::Done);
             }
 
             buf.drain(..pos);
             pos = 0;
             let idle = buf.is_empty() && discard == 0;
             if idle && self.w.stopping.get() {
-                return Ok(());
+                return Ok(Exit::Done);
             }
             if buf.capacity() - buf.len() < MIN_RECV_SPACE {
                 let want = (buf.capacity() * 2)
@@ -315,14 +359,12 @@ impl Conn {
                     .wait_idle(&mut buf, self.w.cfg().keepalive_timeout)
                     .await?
                 {
-                    Idle::Closed => return Ok(()),
+                    Idle::Closed => return Ok(Exit::Done),
                     Idle::Received => {
                         head_deadline = Instant::now() + self.w.cfg().header_timeout;
                         continue;
                     }
-                    Idle::Readable => {
-                        head_deadline = Instant::now() + self.w.cfg().header_timeout;
-                    }
+                    Idle::Park(deadline) => return Ok(Exit::Park(deadline)),
                 }
             }
             let stop = if idle && !answered {
@@ -342,14 +384,14 @@ impl Conn {
             buf = got;
             match res? {
                 Recv::Data => {}
-                Recv::Eof | Recv::Stopped => return Ok(()),
+                Recv::Eof | Recv::Stopped => return Ok(Exit::Done),
                 // Nothing of a request yet: close without a word.
-                Recv::TimedOut if idle => return Ok(()),
+                Recv::TimedOut if idle => return Ok(Exit::Done),
                 Recv::TimedOut => {
                     // RFC 9110 §15.5.9: tell a client whose head never finished why we close.
                     self.queue_closing_error(Status::RequestTimeout, Now::read());
                     self.flush(false).await?;
-                    return Ok(());
+                    return Ok(Exit::Done);
                 }
             }
         }
@@ -385,25 +427,12 @@ impl Conn {
             Recv::TimedOut if hot_deadline >= deadline => return Ok(Idle::Closed),
             Recv::TimedOut => {}
         }
-        // Cold: keep nothing an idle connection does not need.
-        *buf = Vec::new();
+        // Cold: keep nothing an idle connection does not need, and park.
+        drop(std::mem::take(buf));
         self.key = Vec::new();
+        self.staged = Vec::new();
         self.batch_mut().release();
-        self.timer.as_mut().reset(deadline);
-        let readable = self.sock.readable();
-        tokio::pin!(readable);
-        let gave_up = tokio::select! {
-            biased;
-            r = &mut readable => {
-                r?;
-                return Ok(Idle::Readable);
-            }
-            _ = self.timer.as_mut() => Idle::Closed,
-            _ = self.w.stop.notified() => Idle::Closed,
-        };
-        self.sock.shutdown(Shutdown::Read);
-        let _ = readable.await;
-        Ok(gave_up)
+        Ok(Idle::Park(deadline))
     }
 
     /// Queues an error after which the connection closes (a rejected head, a timeout).

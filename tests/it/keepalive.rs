@@ -170,3 +170,19 @@ fn many_concurrent_connections_are_all_served() {
         assert_eq!(c.get("/b.txt").text(), "bravo bravo\n");
     }
 }
+
+#[test]
+fn a_connection_idle_past_the_hot_window_is_served_again() {
+    // After 250 ms without a request a connection gives back its buffers and waits in a
+    // task of its own; its next requests must be served as before, on the same socket.
+    let t = TestServer::with(files, |_| {});
+    let mut c = t.connect();
+    for _ in 0..3 {
+        c.get("/a.txt").assert_status(200);
+        std::thread::sleep(std::time::Duration::from_millis(400));
+    }
+    c.send(request("GET", "/a.txt", &[]).repeat(3));
+    for _ in 0..3 {
+        c.read_response().assert_status(200);
+    }
+}
