@@ -34,6 +34,8 @@ use crate::uring;
 
 /// Pending connections per listener that the kernel completes before we accept them.
 const LISTEN_BACKLOG: i32 = 4096;
+/// Exit code when a worker's loop panics (EX_SOFTWARE).
+pub const EXIT_WORKER_PANIC: i32 = 70;
 /// Extra time, beyond the grace period, that [`Server::shutdown`] waits for workers to end.
 const JOIN_SLACK: Duration = Duration::from_secs(2);
 
@@ -161,7 +163,17 @@ impl Server {
                     if let Some(cpu) = cpu {
                         pin_to(cpu);
                     }
-                    worker::run(id, shared, listener, stop_rx, ready_tx);
+                    let run = || worker::run(id, shared, listener, stop_rx, ready_tx);
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).is_err() {
+                        // A worker's own loop panicked (a bug): the process would go on with
+                        // one core's share of connections unserved. Exit instead, so that a
+                        // supervisor restarts it whole. (A panic inside one connection's task
+                        // ends that connection only: the runtime catches it.)
+                        eprintln!(
+                            "fserve: worker {id} panicked (a bug: the message is above); exiting with code {EXIT_WORKER_PANIC} so a supervisor restarts fserve"
+                        );
+                        std::process::exit(EXIT_WORKER_PANIC);
+                    }
                     let _ = done_tx.send(());
                 })
                 .map_err(StartError::Worker)?;
