@@ -515,3 +515,50 @@ fn a_range_over_http_1_0_is_honoured() {
     let (_c, r) = t.raw("GET /small.txt HTTP/1.0\r\nRange: bytes=0-4\r\n\r\n", false);
     r.assert_partial(0, 4, 1000, &file[..5]);
 }
+
+#[test]
+fn ranges_at_the_cache_size_limit() {
+    // 128 KiB is the largest cached file; one byte more is streamed with sendfile.
+    let sizes = [128 * 1024 - 1, 128 * 1024, 128 * 1024 + 1];
+    let t = TestServer::with(
+        |root| {
+            for (i, n) in sizes.iter().enumerate() {
+                write(
+                    root,
+                    &format!("edge{i}.bin"),
+                    pattern_bytes(*n, 100 + i as u64),
+                );
+            }
+        },
+        |_| {},
+    );
+    let mut c = t.connect();
+    for (i, &n) in sizes.iter().enumerate() {
+        let file = pattern_bytes(n, 100 + i as u64);
+        let target = format!("/edge{i}.bin");
+        let len = n as u64;
+        let r = c.get_h(&target, &[&range("bytes=-1")]);
+        r.assert_partial(len - 1, len - 1, len, &file[n - 1..]);
+        let r = c.get_h(&target, &[&range(&format!("bytes={}-", n - 100))]);
+        r.assert_partial(len - 100, len - 1, len, &file[n - 100..]);
+        // Sixteen parts spread over the file.
+        let specs: Vec<String> = (0..16u64)
+            .map(|k| {
+                let a = k * (len / 16);
+                format!("{a}-{}", a + 9)
+            })
+            .collect();
+        let r = c.get_h(&target, &[&range(&format!("bytes={}", specs.join(",")))]);
+        let expected: Vec<(u64, u64)> = (0..16u64)
+            .map(|k| (k * (len / 16), k * (len / 16) + 9))
+            .collect();
+        assert_multipart(&r, &file, "application/octet-stream", &expected);
+        c.get(&target).assert_whole(&file);
+        let r = c.get_h(&target, &[&range(&format!("bytes={n}-"))]);
+        r.assert_line(416);
+        assert_eq!(
+            r.header("Content-Range"),
+            Some(format!("bytes */{n}").as_str())
+        );
+    }
+}

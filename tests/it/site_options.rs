@@ -29,6 +29,7 @@ fn assert_spa_index(r: &Response, what: &str) {
     assert_eq!(r.status, 200, "{what}\n{}", r.describe());
     r.assert_whole(SPA_INDEX.as_bytes());
     assert_eq!(r.header("Content-Type"), Some(HTML), "{what}");
+    assert_eq!(r.header("Accept-Ranges"), Some("bytes"), "{what}");
 }
 
 #[test]
@@ -179,6 +180,7 @@ fn pretty_urls_serve_name_html() {
         assert_eq!(r.status, 200, "GET {target}\n{}", r.describe());
         r.assert_whole(body.as_bytes());
         assert_eq!(r.header("Content-Type"), Some(HTML), "GET {target}");
+        assert_eq!(r.header("Accept-Ranges"), Some("bytes"), "GET {target}");
     }
     let r = c.get("/docs");
     r.assert_line(301);
