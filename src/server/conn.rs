@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 use super::clock::Now;
-use super::respond::{self, Reply, Representation};
+use super::respond::{self, CachedFile, Reply, Representation};
 use super::worker::{ConnGuard, Worker};
 use crate::engine::{self, SendBatch, Socket};
 use crate::http::Status;
@@ -146,7 +146,7 @@ enum Step {
     /// connection's staged bytes, empty for a plain body) and `len` bytes from `first`; then
     /// the staged `tail` (a multipart closing delimiter).
     Stream {
-        file: File,
+        file: Rc<CachedFile>,
         parts: Vec<Part>,
         tail: Range<usize>,
         close: bool,
@@ -325,7 +325,8 @@ impl Conn {
                         for part in &parts {
                             self.unstage(part.head.clone());
                             self.flush(true).await?;
-                            self.stream(&file, part.first, part.len).await?;
+                            let disk = file.disk.as_ref().expect("a large file is held open");
+                            self.stream(disk, part.first, part.len).await?;
                         }
                         self.unstage(tail);
                         self.staged.clear();
@@ -501,7 +502,7 @@ impl Conn {
             Step::Next
         };
         match reply {
-            Reply::Mem { status, file } => {
+            Reply::File { status, file } if file.disk.is_none() => {
                 let own = batch.own_buf();
                 match plan(req, status, &file.rep) {
                     Plan::Full => {
@@ -517,11 +518,12 @@ impl Conn {
                     Plan::Ranges(set) => {
                         let body = file.head_len as u64;
                         let parts = set.as_slice();
+                        let rep = &file.rep;
                         if let [(first, last)] = parts {
                             response::write_prefix(own, Status::PartialContent, &c);
                             response::write_single_range_fields(
                                 own,
-                                &file.rep.file_fields(),
+                                &rep.file_fields(),
                                 *first,
                                 *last,
                             );
@@ -532,7 +534,6 @@ impl Conn {
                             );
                         } else {
                             let boundary = w.boundary();
-                            let rep = &file.rep;
                             let len = range::multipart_len(
                                 &set,
                                 boundary.len(),
@@ -574,20 +575,24 @@ impl Conn {
                     }
                 }
             }
-            Reply::Disk { status, file, rep } => {
+            Reply::File { status, file } => {
+                // A large file: the head from the cache, the body by sendfile.
+                let rep = &file.rep;
                 let own = batch.own_buf();
-                match plan(req, status, &rep) {
+                match plan(req, status, rep) {
                     Plan::Full => {
                         response::write_prefix(own, status, &c);
-                        response::write_file_fields(own, &rep.file_fields());
+                        batch.push_own(from);
+                        batch.push_shared(&file.bytes, 0..file.head_len);
                         if !head_only && rep.len > 0 {
+                            let parts = vec![Part {
+                                head: 0..0,
+                                first: 0,
+                                len: rep.len,
+                            }];
                             step = Step::Stream {
-                                file,
-                                parts: vec![Part {
-                                    head: 0..0,
-                                    first: 0,
-                                    len: rep.len,
-                                }],
+                                file: file.clone(),
+                                parts,
                                 tail: 0..0,
                                 close: conn.closes(),
                             };
@@ -623,7 +628,7 @@ impl Conn {
                                 &boundary,
                                 len,
                             );
-                            // Part heads wait at the end of the buffer; each is sent before its part.
+                            // Part heads wait in `staged`; each is sent before its part.
                             let heads = own.len();
                             for &(first, last) in set.as_slice() {
                                 let start = own.len();
@@ -644,19 +649,22 @@ impl Conn {
                             let start = own.len();
                             range::write_closing(own, &boundary);
                             tail = start - heads..own.len() - heads;
-                            let staged: Vec<u8> = own.drain(heads..).collect();
-                            self.staged = staged;
+                            self.staged.clear();
+                            self.staged.extend(own.drain(heads..));
                         }
+                        batch.push_own(from);
                         step = Step::Stream {
-                            file,
+                            file: file.clone(),
                             parts,
                             tail,
                             close: conn.closes(),
                         };
                     }
-                    other => write_refusal(own, other, &rep, &c, head_only),
+                    other => {
+                        write_refusal(own, other, rep, &c, head_only);
+                        batch.push_own(from);
+                    }
                 }
-                batch.push_own(from);
             }
             Reply::Generated { content_type, body } => {
                 response::write_generated(batch.own_buf(), &c, content_type, &body, head_only);

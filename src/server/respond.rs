@@ -37,6 +37,9 @@ const SIDECARS: [(Coding, &[u8]); 3] = [
     (Coding::Zstd, b".zst"),
     (Coding::Gzip, b".gz"),
 ];
+/// What an open large file weighs in the cache budget: it bounds the descriptors a worker
+/// keeps open (64 MiB of budget: at most 1,024).
+const OPEN_FILE_WEIGHT: usize = 64 * 1024;
 /// Cache-Control for HTML: always revalidate, so a deploy shows at once.
 const HTML_CACHE_CONTROL: &str = "no-cache";
 /// Cache-Control for fingerprinted files with `--immutable`.
@@ -67,12 +70,17 @@ impl Representation {
     }
 }
 
-/// A small file held in memory: its 200 representation fields (Content-Type through the
-/// blank line) followed by its bytes, so a plain hit is one shared slice.
+/// A file in the cache: its 200 representation fields (Content-Type through the blank line)
+/// pre-rendered, followed, for a small file, by its bytes, so a plain hit is one shared
+/// slice; a large file is held open instead, so a hit costs no open or stat and its body
+/// goes by sendfile.
 pub struct CachedFile {
     pub rep: Representation,
     pub bytes: Rc<[u8]>,
     pub head_len: usize,
+    /// For a large file, the open file its body is sent from (by offset, so one descriptor
+    /// serves any number of responses at once).
+    pub disk: Option<File>,
     meta: Meta,
     /// The file's path relative to the root (for a directory, its index.html).
     rel: Box<[u8]>,
@@ -86,16 +94,10 @@ pub struct CachedFile {
 }
 
 pub enum Reply {
-    /// A file from memory, with `status` (200, or 404 for the 404 page).
-    Mem {
+    /// A file, with `status` (200, or 404 for the 404 page).
+    File {
         status: Status,
         file: Rc<CachedFile>,
-    },
-    /// A file too large for the cache: head rendered per request, body by sendfile.
-    Disk {
-        status: Status,
-        file: File,
-        rep: Representation,
     },
     /// A generated page (a directory listing).
     Generated {
@@ -121,19 +123,7 @@ pub fn resolve(w: &Worker, req: &Request<'_>, key: &mut Vec<u8>, now: Now) -> Re
     let identity = match cached(w, key, now) {
         Some(hit) => hit,
         None => match load_identity(w, key, norm.trailing_slash, now) {
-            Ok(Loaded::Mem(file)) => file,
-            Ok(Loaded::Disk(file, rep, sidecars, rel)) => {
-                if sidecars != 0 {
-                    if let Some(reply) = choose_sidecar(w, req, key, &rel, sidecars, now) {
-                        return reply;
-                    }
-                }
-                return Reply::Disk {
-                    status: Status::Ok,
-                    file,
-                    rep,
-                };
-            }
+            Ok(Loaded::File(file)) => file,
             Ok(Loaded::Redirect) => return Reply::Redirect,
             Ok(Loaded::Listing(rel)) => return super::listing::render(w, req, &rel),
             Err(OpenError::NotFound) => return not_found(w, req, key, now),
@@ -145,16 +135,14 @@ pub fn resolve(w: &Worker, req: &Request<'_>, key: &mut Vec<u8>, now: Now) -> Re
             return reply;
         }
     }
-    Reply::Mem {
+    Reply::File {
         status: Status::Ok,
         file: identity,
     }
 }
 
 enum Loaded {
-    Mem(Rc<CachedFile>),
-    /// Too large for the cache: the file, its fields, its sidecars, its path.
-    Disk(File, Representation, u8, Vec<u8>),
+    File(Rc<CachedFile>),
     Redirect,
     /// A directory without index.html, with `--listing`.
     Listing(Vec<u8>),
@@ -193,8 +181,7 @@ fn load_identity(
     load(w, key, file, meta, &rel, None, (sidecars, dir), now)
 }
 
-/// Reads a regular file into the cache (under `key`) if it is small, else hands it back to
-/// be streamed.
+/// Puts a regular file into the cache under `key`: read into memory if small, else held open.
 #[allow(clippy::too_many_arguments)]
 fn load(
     w: &Worker,
@@ -214,64 +201,45 @@ fn load(
     let name = typed.rsplit(|&b| b == b'/').next().unwrap_or(typed);
     let content_type = fs::mime::content_type(name);
     let limit = w.cfg().cache_max_file_bytes;
-    if meta.len > limit {
-        let rep = representation(
-            w,
-            &content_type,
-            name,
-            meta.len,
-            meta.mtime,
-            coding,
-            sidecars != 0 || coding.is_some(),
-        );
-        return Ok(Loaded::Disk(file, rep, sidecars, rel.to_vec()));
-    }
-    let body = match fs::file::read_whole(&file, meta.len, limit) {
-        Ok(body) => body,
-        // It grew past the cache limit while we read it: stream it instead.
-        Err(_) => {
-            let rep = representation(
-                w,
-                &content_type,
-                name,
-                meta.len,
-                meta.mtime,
-                coding,
-                sidecars != 0 || coding.is_some(),
-            );
-            return Ok(Loaded::Disk(file, rep, sidecars, rel.to_vec()));
-        }
-    };
+    let varies = sidecars != 0 || coding.is_some();
     // The length sent is the length read: if the file changed since its stat, the next
-    // revalidation notices (its size or mtime differs) and reloads it.
-    let rep = representation(
-        w,
-        &content_type,
-        name,
-        body.len() as u64,
-        meta.mtime,
-        coding,
-        sidecars != 0 || coding.is_some(),
-    );
-    let mut bytes = Vec::with_capacity(512 + body.len());
+    // revalidation notices (its size or mtime differs) and reloads it. A file that grew past
+    // the cache limit while being read is held open instead.
+    let body = if meta.len > limit {
+        None
+    } else {
+        fs::file::read_whole(&file, meta.len, limit).ok()
+    };
+    let len = body.as_ref().map_or(meta.len, |b| b.len() as u64);
+    let rep = representation(w, &content_type, name, len, meta.mtime, coding, varies);
+    let mut bytes = Vec::with_capacity(512 + body.as_ref().map_or(0, Vec::len));
     response::write_file_fields(&mut bytes, &rep.file_fields());
     let head_len = bytes.len();
-    bytes.extend_from_slice(&body);
+    let weight = match &body {
+        Some(body) => {
+            bytes.extend_from_slice(body);
+            bytes.len()
+        }
+        None => OPEN_FILE_WEIGHT,
+    };
     let cached = Rc::new(CachedFile {
         rep,
         bytes: bytes.into(),
         head_len,
+        disk: if body.is_none() { Some(file) } else { None },
         meta,
         rel: rel.into(),
         sidecars,
         is_sidecar: coding.is_some(),
         dir: Cell::new(dir),
     });
-    let weight = cached.bytes.len() + cached.rel.len() + 256;
-    w.cache
-        .borrow_mut()
-        .insert(key, cached.clone(), weight, now.mono_ms);
-    Ok(Loaded::Mem(cached))
+    w.cache.borrow_mut().insert(
+        key,
+        cached.clone(),
+        weight + cached.rel.len() + 256,
+        now.mono_ms,
+    );
+    Ok(Loaded::File(cached))
 }
 
 /// The fields of one representation: validators, and the policy's Cache-Control and Vary.
@@ -357,7 +325,7 @@ fn choose_sidecar(
     key.push(0);
     key.push(i as u8);
     let reply = match cached(w, key, now) {
-        Some(file) => Some(Reply::Mem {
+        Some(file) => Some(Reply::File {
             status: Status::Ok,
             file,
         }),
@@ -366,14 +334,9 @@ fn choose_sidecar(
             match w.shared.root.open_file(&path) {
                 Ok((file, meta)) if meta.kind == Kind::File => {
                     match load(w, key, file, meta, &path, Some(coding), (0, None), now) {
-                        Ok(Loaded::Mem(file)) => Some(Reply::Mem {
+                        Ok(Loaded::File(file)) => Some(Reply::File {
                             status: Status::Ok,
                             file,
-                        }),
-                        Ok(Loaded::Disk(file, rep, ..)) => Some(Reply::Disk {
-                            status: Status::Ok,
-                            file,
-                            rep,
                         }),
                         _ => None,
                     }
@@ -474,11 +437,10 @@ fn not_found(w: &Worker, req: &Request<'_>, key: &mut Vec<u8>, now: Now) -> Repl
 /// Serves the regular file at the normalised path `key` with `status`, if it exists.
 fn serve_named(w: &Worker, key: &[u8], status: Status, now: Now) -> Option<Reply> {
     if let Some(file) = cached(w, key, now) {
-        return Some(Reply::Mem { status, file });
+        return Some(Reply::File { status, file });
     }
     match load_identity(w, key, false, now) {
-        Ok(Loaded::Mem(file)) => Some(Reply::Mem { status, file }),
-        Ok(Loaded::Disk(file, rep, ..)) => Some(Reply::Disk { status, file, rep }),
+        Ok(Loaded::File(file)) => Some(Reply::File { status, file }),
         _ => None,
     }
 }
