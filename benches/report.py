@@ -1,19 +1,22 @@
 #!/usr/bin/env python3
-"""Turn the raw runs of benches/vs-nginx.sh into a Markdown report, an SVG chart and a
-summary table on stdout. Standard library only.
+"""Turn the raw runs of benches/vs-nginx.sh into a Markdown report, an SVG chart, the report's
+summary table alone (for pasting into the README) and summary tables on stdout. Standard
+library only.
 
-    report.py --work DIR --md OUT.md --svg OUT.svg
+    report.py --work DIR --md OUT.md --svg OUT.svg [--summary OUT-summary.md]
 
 DIR (written by vs-nginx.sh) holds:
     runs.tsv       one line per measured run (header line names the columns)
-    meta.tsv       key<TAB>value: machine facts and settings
+    meta.tsv       key<TAB>value: machine facts and settings ("slots": the servers that ran)
     workloads.tsv  name<TAB>description, in run order
     commands.txt   every distinct command line the harness ran, in order
-    nginx.conf     the exact nginx config used
+    nginx.conf     the exact nginx config used (absent when no slot ran nginx)
     notes.txt      anomalies seen during the run (may be empty)
 
-Every ratio is oriented so that > 1 means fserve did better: fserve ÷ nginx for req/s and
-MiB/s, nginx ÷ fserve for CPU per request, CPU per GiB, latency and memory.
+Servers ("slots"): nginx; fserve (its default engine, io_uring); fserve-epoll (--io epoll).
+Every ratio compares one fserve slot with nginx and is oriented so that > 1 means that fserve
+slot did better: fserve ÷ nginx for req/s and MiB/s, nginx ÷ fserve for CPU per request, CPU
+per GiB, latency and memory.
 """
 
 import argparse
@@ -23,7 +26,9 @@ import os
 import statistics
 from html import escape
 
-SERVERS = ("nginx", "fserve")
+SLOT_ORDER = ("nginx", "fserve", "fserve-epoll")
+ENGINE = {"fserve": "io_uring", "fserve-epoll": "epoll"}
+COLOURS = {"nginx": "#4e79a7", "fserve": "#e15759", "fserve-epoll": "#59a14f"}
 
 
 def read_kv(path):
@@ -97,13 +102,10 @@ def ratio(n, f, higher_better):
     return f / n if higher_better else n / f
 
 
-def cell(n, f, r, fmt, fserve_note=None):
-    ns = fmt(n) if n is not None else "—"
-    if fserve_note:
-        return f"{ns} / n/a"
-    fs = fmt(f) if f is not None else "—"
-    rs = f" ({r:.2f}×)" if r is not None else ""
-    return f"{ns} / {fs}{rs}"
+def with_ratio(v, r, fmt):
+    if v is None:
+        return "—"
+    return f"{fmt(v)} ({r:.2f}×)" if r is not None else fmt(v)
 
 
 def text_table(header, rows):
@@ -119,30 +121,58 @@ def md_table(header, rows):
     return "\n".join(out)
 
 
-def svg_chart(groups, title):
-    """groups: [(workload, nginx_value|None, fserve_value|None)] -> SVG text (grouped bars)."""
-    groups = [g for g in groups if g[1] is not None or g[2] is not None]
-    W, H = 960, 480
-    left, right, top, bottom = 80, 20, 50, 60
+def text_width(s, size):
+    """Rough rendered width of s in px at font-size size (sans-serif)."""
+    return len(s) * size * 0.6
+
+
+def svg_chart(groups, series, title, subtitle):
+    """Grouped bars of CPU-µs per request.
+
+    groups: [(workload, {slot: value or None})]; series: [(slot, label, colour)] in bar order.
+    One group per workload, one bar per series, the value above each bar, a legend above the
+    plot; log scale when the values span more than 50×. Sizes grow with the number of
+    workloads and series so labels never overlap."""
+    groups = [g for g in groups if any(g[1].get(s) for s, *_ in series)]
+    ns = max(1, len(series))
+    vals = [v for _, g in groups for v in g.values() if v]
+    bar_slot, bar_w, fs_val = 36, 32, 10  # px per bar (with gap), bar width, value font size
+    longest = max([text_width(name, 12) for name, _ in groups] + [0])
+    gw = max(ns * bar_slot + 28, longest + 16)  # group width: bars, or the workload name
+    left, right, top, bottom = 84, 24, 88, 64
+    legend_w = sum(36 + text_width(lab, 11) for _, lab, _ in series)
+    W = int(max(left + gw * max(1, len(groups)) + right, left + legend_w + right,
+                text_width(title, 15) + 40, text_width(subtitle, 12) + 40, 640))
+    H = 520
     pw, ph = W - left - right, H - top - bottom
-    vals = [v for g in groups for v in g[1:] if v]
-    colours = {"nginx": "#4e79a7", "fserve": "#e15759"}
+    gw = pw / max(1, len(groups))
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
            f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">',
            f'<rect width="{W}" height="{H}" fill="white"/>',
-           f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="15">{escape(title)}</text>']
+           f'<text x="{W / 2:.1f}" y="24" text-anchor="middle" font-size="15" '
+           f'font-weight="bold">{escape(title)}</text>',
+           f'<text x="{W / 2:.1f}" y="43" text-anchor="middle" fill="#444">'
+           f'{escape(subtitle)}</text>']
+    # Legend, centred on one line between the subtitle and the plot.
+    lx = W / 2 - legend_w / 2
+    for slot, lab, colour in series:
+        out.append(f'<rect x="{lx:.1f}" y="56" width="14" height="14" fill="{colour}"/>')
+        out.append(f'<text x="{lx + 19:.1f}" y="67">{escape(lab)}</text>')
+        lx += 36 + text_width(lab, 11)
     if not vals:
-        out.append(f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle">no data</text></svg>')
+        out.append(f'<text x="{W / 2:.1f}" y="{top + ph / 2:.1f}" text-anchor="middle">'
+                   'no data</text></svg>')
         return "\n".join(out)
     lo, hi = min(vals), max(vals)
     log = hi / lo > 50
     if log:
         e0, e1 = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+        if math.log10(lo) - e0 < 0.05:  # keep the smallest bar visible
+            e0 -= 1
         if e1 == e0:
             e1 += 1
-        ticks = [10**e for e in range(e0, e1 + 1)]
+        ticks = [m * 10**e for e in range(e0, e1 + 1) for m in (1, 2, 5) if m * 10**e <= 10**e1]
         y = lambda v: top + ph - (math.log10(v) - e0) / (e1 - e0) * ph
-        base = lambda: top + ph
     else:
         step = 10 ** math.floor(math.log10(hi / 5)) if hi > 0 else 1
         for m in (1, 2, 5, 10):
@@ -152,41 +182,38 @@ def svg_chart(groups, title):
         ymax = step * math.ceil(hi / step)
         ticks = [step * i for i in range(int(round(ymax / step)) + 1)]
         y = lambda v: top + ph - v / ymax * ph
-        base = lambda: top + ph
+    base = top + ph
     for t in ticks:
-        ty = y(t) if t > 0 else top + ph
+        ty = y(t) if t > 0 else base
         out.append(f'<line x1="{left}" y1="{ty:.1f}" x2="{left + pw}" y2="{ty:.1f}" '
                    f'stroke="#ddd"/>')
         out.append(f'<text x="{left - 6}" y="{ty + 4:.1f}" text-anchor="end">{t:g}</text>')
-    out.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" stroke="black"/>')
-    out.append(f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" '
-               f'stroke="black"/>')
     ylabel = "server CPU-µs per request" + (" (log scale)" if log else "") + ", lower is better"
-    out.append(f'<text transform="translate(20,{top + ph / 2}) rotate(-90)" '
+    out.append(f'<text transform="translate(22,{top + ph / 2:.1f}) rotate(-90)" '
                f'text-anchor="middle">{escape(ylabel)}</text>')
-    out.append(f'<text x="{left + pw / 2}" y="{top + ph + 42}" text-anchor="middle">workload</text>')
-    gw = pw / len(groups)
-    bw = min(40, gw * 0.35)
-    for i, (name, nv, fv) in enumerate(groups):
+    out.append(f'<text x="{left + pw / 2:.1f}" y="{H - 14}" text-anchor="middle">workload</text>')
+    for i, (name, g) in enumerate(groups):
         cx = left + gw * (i + 0.5)
-        for j, (srv, v) in enumerate((("nginx", nv), ("fserve", fv))):
-            x = cx - bw + j * bw
+        x0 = cx - ns * bar_slot / 2
+        for j, (slot, _lab, colour) in enumerate(series):
+            v = g.get(slot)
+            x = x0 + j * bar_slot + (bar_slot - bar_w) / 2
             if v is None or v <= 0:
-                out.append(f'<text x="{x + bw / 2:.1f}" y="{top + ph - 4}" '
-                           f'text-anchor="middle" font-size="10">n/a</text>')
+                out.append(f'<text x="{x + bar_w / 2:.1f}" y="{base - 4:.1f}" '
+                           f'text-anchor="middle" font-size="{fs_val}">n/a</text>')
                 continue
             yt = y(v)
-            out.append(f'<rect x="{x:.1f}" y="{yt:.1f}" width="{bw - 2:.1f}" '
-                       f'height="{base() - yt:.1f}" fill="{colours[srv]}"/>')
-            out.append(f'<text x="{x + bw / 2 - 1:.1f}" y="{yt - 4:.1f}" text-anchor="middle" '
-                       f'font-size="10">{escape(f_cpu(v))}</text>')
-        out.append(f'<text x="{cx:.1f}" y="{top + ph + 18}" text-anchor="middle">'
+            label = f_cpu(v)
+            size = fs_val if text_width(label, fs_val) <= bar_slot else 8
+            out.append(f'<rect x="{x:.1f}" y="{yt:.1f}" width="{bar_w}" '
+                       f'height="{base - yt:.1f}" fill="{colour}"><title>{escape(name)}, '
+                       f'{escape(_lab)}: {escape(label)} CPU-µs/request</title></rect>')
+            out.append(f'<text x="{x + bar_w / 2:.1f}" y="{yt - 4:.1f}" text-anchor="middle" '
+                       f'font-size="{size}">{escape(label)}</text>')
+        out.append(f'<text x="{cx:.1f}" y="{base + 18:.1f}" text-anchor="middle">'
                    f'{escape(name)}</text>')
-    lx = left + pw - 150
-    for j, srv in enumerate(SERVERS):
-        out.append(f'<rect x="{lx + j * 75}" y="{top - 16}" width="12" height="12" '
-                   f'fill="{colours[srv]}"/>')
-        out.append(f'<text x="{lx + j * 75 + 16}" y="{top - 6}">{srv}</text>')
+    out.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{base}" stroke="black"/>')
+    out.append(f'<line x1="{left}" y1="{base}" x2="{left + pw}" y2="{base}" stroke="black"/>')
     out.append("</svg>")
     return "\n".join(out)
 
@@ -196,6 +223,7 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--md", required=True)
     ap.add_argument("--svg", required=True)
+    ap.add_argument("--summary", help="also write the summary table alone to this file")
     a = ap.parse_args()
     w = a.work
 
@@ -206,39 +234,141 @@ def main():
         runs = list(csv.DictReader(f, delimiter="\t"))
     with open(os.path.join(w, "commands.txt")) as f:
         commands = [c.rstrip("\n") for c in f if c.strip()]
-    with open(os.path.join(w, "nginx.conf")) as f:
-        nginx_conf = f.read()
+    nginx_conf = None
+    if os.path.exists(os.path.join(w, "nginx.conf")):
+        with open(os.path.join(w, "nginx.conf")) as f:
+            nginx_conf = f.read()
     notes_path = os.path.join(w, "notes.txt")
     notes = []
     if os.path.exists(notes_path):
         with open(notes_path) as f:
             notes = [n.rstrip("\n") for n in f if n.strip()]
 
+    listed = meta.get("slots", "nginx fserve").split()
+    slots = [s for s in SLOT_ORDER if s in listed]
+    self_test = meta.get("self_test") == "1"
+    has_nginx = "nginx" in slots
+
+    def label(s):  # long name, for the legend and the detailed table
+        if s == "nginx":
+            return "nginx"
+        return f"{s} slot (nginx, self-test)" if self_test else f"fserve ({ENGINE[s]})"
+
+    def short(s):  # column names of the summary table
+        if s == "nginx" or self_test:
+            return s
+        return ENGINE[s]
+
     for r in runs:
         r["m"] = metrics(r, clk)
 
-    # Medians per workload and server; a fserve "skip" row carries a note instead of numbers.
-    summary_rows_md, summary_rows_txt, chart, footnotes = [], [], [], []
+    # Medians per workload and slot; a "skipped" row carries a note instead of numbers.
+    stats = {}
     for wl in workloads:
-        per = {s: [r for r in runs if r["workload"] == wl and r["server"] == s] for s in SERVERS}
-        if not per["nginx"] and not per["fserve"]:
-            continue
-        skip_note = next((r["note"] for r in per["fserve"] if r["status_kind"] == "skipped"), None)
-        meds = {s: {k: med([r["m"][k] for r in per[s] if r["status_kind"] != "skipped"])
-                    for k, *_ in METRICS} for s in SERVERS}
-        cells = []
-        for key, _title, fmt, hb in METRICS:
-            n, fv = meds["nginx"][key], meds["fserve"][key]
-            cells.append(cell(n, fv, ratio(n, fv, hb), fmt, skip_note))
-        tail = f" (fserve: {skip_note})" if skip_note else ""
-        summary_rows_md.append([f"`{wl}`{tail}"] + cells)
-        summary_rows_txt.append([wl + ("*" if skip_note else "")] + cells)
-        if skip_note:
-            footnotes.append(f"* {wl}: fserve {skip_note}; not compared")
-        if wl != "idle10k":
-            chart.append((wl, meds["nginx"]["cpu_us"], None if skip_note else meds["fserve"]["cpu_us"]))
+        per = {}
+        for s in slots:
+            rs = [r for r in runs if r["workload"] == wl and r["server"] == s]
+            if not rs:
+                continue
+            ok = [r for r in rs if r["status_kind"] != "skipped"]
+            per[s] = {"skip": next((r["note"] for r in rs if r["status_kind"] == "skipped"), None),
+                      "med": {k: med([r["m"][k] for r in ok]) for k, *_ in METRICS}}
+        if per:
+            stats[wl] = per
 
-    header = ["workload"] + [t for _k, t, *_ in METRICS]
+    def val(wl, s, key):
+        p = stats[wl].get(s)
+        return None if p is None or p["skip"] else p["med"][key]
+
+    def rat(wl, s, key, hb):
+        return None if s == "nginx" else ratio(val(wl, "nginx", key), val(wl, s, key), hb)
+
+    footnotes = []
+    for wl, per in stats.items():
+        for s, p in per.items():
+            if p["skip"]:
+                footnotes.append(f"{wl}: {s} {p['skip']}; not compared")
+
+    # ---- the compact summary (top of the report, and the -summary.md file) ----
+    quota_cpu = meta.get("quota_cpu", "?")
+    idle_conns = meta.get("idle_conns", "?")
+    def cpu_col(s):
+        name = s if s == "nginx" or self_test else f"fserve {short(s)}"
+        return f"{name} CPU-µs/req" + (" (×)" if s != "nginx" and has_nginx else "")
+
+    sum_header = (["workload"] + [cpu_col(s) for s in slots]
+                  + ["req/s " + " / ".join(short(s) for s in slots),
+                     "p99 " + " / ".join(short(s) for s in slots)])
+    sum_rows = []
+    for wl, per in stats.items():
+        if wl == "idle10k":
+            row = [f"`idle10k`: RSS MiB, {idle_conns} idle conns"]
+            row += [("n/a" if per.get(s, {}).get("skip") else
+                     with_ratio(val(wl, s, "rss"), rat(wl, s, "rss", False), f_mib)) for s in slots]
+            row += ["—", "—"]
+        else:
+            quota = wl == "small-c64-quota"
+            row = [f"`{wl}`" + (f": {quota_cpu} CPU quota" if quota else "")]
+            row += [("n/a" if per.get(s, {}).get("skip") else
+                     with_ratio(val(wl, s, "cpu_us"), rat(wl, s, "cpu_us", False), f_cpu))
+                    for s in slots]
+            rps = [with_ratio(val(wl, s, "rps"), rat(wl, s, "rps", True) if quota else None,
+                              f_count) for s in slots]
+            row += [" / ".join(rps),
+                    " / ".join(f_lat(v) if (v := val(wl, s, "p99")) is not None else "—"
+                               for s in slots)]
+        sum_rows.append(row)
+    quota_ran = "small-c64-quota" in stats
+    rounds_desc = f"{meta.get('rounds', '?')} round(s) × {meta.get('duration', '?')}"
+    caption = [
+        f"**fserve vs nginx, {meta.get('date', '?')}**"
+        + (" (`--quick` smoke test: numbers are not meaningful)" if "quick" in meta.get("mode", "")
+           else "")
+        + (" (**self-test**: every slot runs nginx)" if self_test else "")
+        + f": {meta.get('cpu_model', '?')}, {meta.get('cores', '?')} cores, kernel "
+        f"{meta.get('kernel', '?')}; {meta.get('threads', '?')} worker(s) per server pinned to "
+        f"CPU {meta.get('server_cpus', '?')}, wrk on CPU {meta.get('client_cpus', '?')}; "
+        f"medians of {rounds_desc}; `benches/vs-nginx.sh`.",
+        "",
+        ("io_uring = fserve as started by default, epoll = `fserve --io epoll`. "
+         if not self_test and slots != ["nginx"] else "")
+        + "CPU-µs/req: the server's CPU time per request, lower is better"
+        + ("; (×) = nginx ÷ fserve, **> 1 means fserve did better than nginx**" if has_nginx else "")
+        + ". " + (f"Quota row: the server limited to {quota_cpu} CPU (cgroup), so req/s is the "
+                  "server's limit, not the client's" + ("; its req/s ratios are fserve ÷ nginx"
+                                                        if has_nginx else "") + ". "
+                  if quota_ran else "")
+        + ("`idle10k`: the server's RSS with the idle keep-alive connections open"
+           + ("; (×) = nginx ÷ fserve" if has_nginx else "") + "." if "idle10k" in stats else ""),
+    ]
+    sum_notes = []
+    if not quota_ran:
+        why = meta.get("quota", "") if meta.get("quota", "").startswith("unavailable") else \
+            "not in WORKLOADS"
+        sum_notes.append(f"Quota run: not done ({why}).")
+    sum_notes += [f"{n}." for n in footnotes]
+    summary_md = "\n".join(caption + ["", md_table(sum_header, sum_rows)]
+                           + ([""] + [f"- {n}" for n in sum_notes] if sum_notes else [])) + "\n"
+    if a.summary:
+        with open(a.summary, "w") as f:
+            f.write(summary_md)
+
+    # ---- detailed medians: a row per workload and slot, every metric ----
+    header = ["workload", "server"] + [t for _k, t, *_ in METRICS]
+    det_md, det_txt = [], []
+    for wl, per in stats.items():
+        first = True
+        for s in slots:
+            if s not in per:
+                continue
+            if per[s]["skip"]:
+                cells = ["n/a"] * len(METRICS)
+            else:
+                cells = [with_ratio(val(wl, s, k), rat(wl, s, k, hb), fmt)
+                         for k, _t, fmt, hb in METRICS]
+            det_md.append([f"`{wl}`" if first else "", label(s)] + cells)
+            det_txt.append([wl if first else "", s] + cells)
+            first = False
 
     raw_header = ["workload", "round", "server", "requests", "req/s", "CPU-µs/req", "p50", "p99",
                   "MiB/s", "CPU-s/GiB", "RSS MiB", "socket errors", "status ≥ 400", "note"]
@@ -253,9 +383,13 @@ def main():
                          fmt("mibs", f_mib), fmt("cpu_gib", f_gib), fmt("rss", f_mib),
                          str(sock), r["status"] or "0", r["note"] or ""])
 
-    svg = svg_chart(chart, f"fserve vs nginx — server CPU per request ({meta.get('date', '')}, "
-                           f"{meta.get('threads', '?')} worker(s), median of "
-                           f"{meta.get('rounds', '?')} round(s))")
+    series = [(s, label(s), COLOURS[s]) for s in slots]
+    chart = [(wl, {s: val(wl, s, "cpu_us") for s in slots}) for wl in stats if wl != "idle10k"]
+    svg = svg_chart(chart, series,
+                    "Server CPU per request: " + " vs ".join(label(s) for s in slots),
+                    f"{meta.get('date', '')}: {meta.get('threads', '?')} worker(s), median of "
+                    f"{rounds_desc}"
+                    + (", --quick smoke test" if "quick" in meta.get("mode", "") else ""))
     with open(a.svg, "w") as f:
         f.write(svg + "\n")
 
@@ -263,8 +397,10 @@ def main():
         ("date", meta.get("date")), ("mode", meta.get("mode")),
         ("kernel", meta.get("kernel")), ("CPU", meta.get("cpu_model")),
         ("cores", meta.get("cores")), ("nginx", meta.get("nginx_version")),
+        ("servers (slots, run in this order)", ", ".join(label(s) for s in slots)),
         ("fserve commit", meta.get("fserve_commit")), ("fserve binary", meta.get("fserve_bin")),
         ("fserve start-up line", meta.get("fserve_banner") or "—"),
+        ("fserve --io epoll start-up line", meta.get("fserve_epoll_banner") or "—"),
         ("wrk", meta.get("wrk_version")), ("rustc", meta.get("rustc_version")),
         ("server CPUs / client CPUs", f"{meta.get('server_cpus')} / {meta.get('client_cpus')}"),
         ("workers (nginx worker_processes = fserve --threads)", meta.get("threads")),
@@ -276,23 +412,27 @@ def main():
     ]
     md = [f"# fserve vs nginx — {meta.get('date', '')}", "",
           "Produced by `benches/vs-nginx.sh` (method: shared BENCHMARKING.md). Each workload ran "
-          "against nginx and fserve alternately, on the same pinned CPUs, same files, same worker "
-          "count; figures are medians over the rounds.", "",
-          "## Machine", "", md_table(["fact", "value"], [[k, v or "?"] for k, v in facts]), "",
+          "against " + ", ".join(label(s) for s in slots) + " in turn, every round, on the same "
+          "pinned CPUs, same files, same worker count; figures are medians over the rounds.", "",
           "## Summary", "",
-          "Each cell: **nginx / fserve (ratio)**. Every ratio is oriented so that **> 1 means "
-          "fserve did better**: fserve ÷ nginx for req/s and MiB/s; nginx ÷ fserve for CPU-µs "
-          "per request, CPU-seconds per GiB sent, p50/p99 latency and RSS. CPU is utime+stime of "
-          "all the server's processes (/proc/PID/stat) over the measured run, divided by the "
-          "requests wrk completed. Peak RSS is VmHWM summed over the server's processes; for "
-          "`idle10k` it is VmRSS with the connections open. MiB/s is what wrk read, headers "
-          "included. The client saturates first on small files: compare CPU-µs/req and the "
-          "quota row, not raw req/s.", "",
-          md_table(header, summary_rows_md), "",
+          summary_md.rstrip("\n"), "",
           f"![server CPU-µs per request]({os.path.basename(a.svg)})", "",
-          "## Workloads", "",
-          md_table(["workload", "what"], [[f"`{k}`", v] for k, v in workloads.items()]), "",
-          "## Observations", ""]
+          "## Machine", "", md_table(["fact", "value"], [[k, v or "?"] for k, v in facts]), "",
+          "## Medians per workload", "",
+          "One row per workload and server; each fserve cell is **value (ratio against nginx)**. "
+          "Every ratio is oriented so that **> 1 means that fserve engine did better than "
+          "nginx**: fserve ÷ nginx for req/s and MiB/s; nginx ÷ fserve for CPU-µs per request, "
+          "CPU-seconds per GiB sent, p50/p99 latency and RSS. CPU is utime+stime of all the "
+          "server's processes (/proc/PID/stat) over the measured run, divided by the requests "
+          "wrk completed. Peak RSS is VmHWM summed over the server's processes; for `idle10k` "
+          "it is VmRSS with the connections open. MiB/s is what wrk read, headers included. The "
+          "client saturates first on small files: compare CPU-µs/req and the quota row, not raw "
+          "req/s.", "",
+          md_table(header, det_md), ""]
+    md += [f"- {n}" for n in footnotes] + ([""] if footnotes else [])
+    md += ["## Workloads", "",
+           md_table(["workload", "what"], [[f"`{k}`", v] for k, v in workloads.items()]), "",
+           "## Observations", ""]
     md += [f"- {n}" for n in notes] if notes else ["- nothing unusual was detected."]
     md += ["", "## Per-round figures", "", md_table(raw_header, raw_rows), "",
            "## Commands", "",
@@ -302,17 +442,22 @@ def main():
               "(warm-up, not measured). " if meta.get("warmup_d", "0") != "0" else "")
            + "Server CPU and RSS are read from /proc/PID/stat and /proc/PID/status of the "
            "server's processes just before and after the measured wrk run.", "",
-           "```"] + commands + ["```", "",
-           "## nginx config", "", "```nginx", nginx_conf.rstrip("\n"), "```", ""]
+           "```"] + commands + ["```", ""]
+    if nginx_conf is not None:
+        md += ["## nginx config", "", "```nginx", nginx_conf.rstrip("\n"), "```", ""]
     with open(a.md, "w") as f:
         f.write("\n".join(md))
 
     print()
-    print("Summary (nginx / fserve (ratio, > 1 = fserve better); medians of "
-          f"{meta.get('rounds')} round(s) × {meta.get('duration')})")
-    print(text_table(header, summary_rows_txt))
-    for n in footnotes:
+    print(f"Summary (medians of {rounds_desc}"
+          + ("; (×) > 1 = fserve better than nginx)" if has_nginx else ")"))
+    print(text_table(sum_header, [[c.replace("`", "") for c in r] for r in sum_rows]))
+    for n in sum_notes:
         print(n)
+    print()
+    print("Medians per workload" + (" (fserve cells: value (ratio against nginx, > 1 = fserve "
+                                    "better))" if has_nginx else ""))
+    print(text_table(["workload", "server"] + [t for _k, t, *_ in METRICS], det_txt))
     if notes:
         print("\nObservations:")
         for n in notes:

@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # fserve vs nginx, side by side, the way shared/BENCHMARKING.md says: pinned CPUs, same files,
 # same worker count, alternated runs, medians, ratios, server CPU per request, a CPU-quota run.
+# Three server slots: nginx; fserve (its default engine, which must come up on io_uring); and
+# fserve-epoll (the same binary with --io epoll, its fallback engine).
 #
 # Usage:  benches/vs-nginx.sh [--quick]
 #
-#   (no flag)  full run; report in benches/results/<YYYY-MM-DD>.md and .svg (same day: replaced)
+#   (no flag)  full run; report in benches/results/<YYYY-MM-DD>.md and .svg, and the summary
+#              table alone (for pasting into the README) in <YYYY-MM-DD>-summary.md
+#              (same day: replaced)
 #   --quick    smoke test for CI: 1 round of 1 s runs, small corpus (no 10m file, 100 random
-#              files), 200 idle connections; no warm-up; report goes to a temporary directory
-#              printed at the end, so the tree stays clean. Fails only when the harness breaks (a server
-#              does not start, a wrong status code, a tool missing), never on timing.
+#              files), 200 idle connections; no warm-up; all three slots; report goes to a
+#              temporary directory printed at the end, so the tree stays clean. Fails only when
+#              the harness breaks (a server does not start or starts on the wrong engine, a
+#              wrong status code, a tool missing), never on timing.
 #
 # Environment (defaults in brackets):
-#   ROUNDS       rounds of nginx,fserve alternation per workload        [3; --quick: 1]
+#   SLOTS        which servers to run, any of: nginx fserve fserve-epoll; they always run in
+#                that order within a round; ratios need nginx    [nginx fserve fserve-epoll]
+#   ROUNDS       rounds of the SLOTS alternation per workload        [3; --quick: 1]
 #   DURATION     wrk duration per measured run (wrk syntax: 10s, 1m)    [10s; --quick: 1s]
 #   WARMUP       wrk warm-up before each measured run, 0 = none         [2s; --quick: 0]
 #   SERVER_CPUS  CPU list for the servers (taskset -c syntax)           [0]
@@ -20,12 +27,15 @@
 #   WORKLOADS    space-separated subset of the workloads below          [all]
 #   QUOTA_US     CPU quota per 100000 µs period for the quota run        [50000 = half a core]
 #   FSERVE_BIN   use this fserve binary instead of building one         [cargo build --release]
-#   FSERVE_SLOT  "nginx" runs a second nginx in the fserve slot: a harness self-test that also
-#                shows the noise floor (A/A); skips the fserve build; report goes to a
-#                temporary directory                                    [fserve]
+#   FSERVE_SLOT  "nginx": a harness self-test. Each fserve slot in SLOTS (fserve, fserve-epoll)
+#                runs its own second nginx instead (A/A/A), which shows the noise floor; skips
+#                the fserve build and the engine check; report goes to a temporary
+#                directory                                               [fserve]
 #   KEEP_WORK    1 keeps the temporary directory (corpus, logs, raw data) [0; kept on failure]
+# fserve's own FSERVE_* settings (FSERVE_IO, FSERVE_CACHE_SIZE, …) are removed from the servers'
+# environment: the runs measure fserve's defaults plus the flags the harness passes.
 #
-# Workloads (each: nginx, then fserve, ROUNDS times; keep-alive unless said otherwise):
+# Workloads (each: nginx, fserve, fserve-epoll, ROUNDS times; keep-alive unless said otherwise):
 #   small-c64 small-c512 64k 10m 404 random10k close range idle10k small-c64-quota
 #
 # Runs as root on Debian 12; installs missing tools from Debian packages (nginx-light wrk
@@ -62,6 +72,8 @@ CLIENT_CPUS=${CLIENT_CPUS:-1}
 QUOTA_US=${QUOTA_US:-50000}
 FSERVE_SLOT=${FSERVE_SLOT:-fserve}
 KEEP_WORK=${KEEP_WORK:-0}
+ALL_SLOTS="nginx fserve fserve-epoll"
+SLOTS=${SLOTS-$ALL_SLOTS}
 ALL_WORKLOADS="small-c64 small-c512 64k 10m 404 random10k close range idle10k small-c64-quota"
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 SEED=42
@@ -75,6 +87,23 @@ SEED=42
 for w in $WORKLOADS; do
     [[ " $ALL_WORKLOADS " == *" $w "* ]] || die "unknown workload '$w' (known: $ALL_WORKLOADS)"
 done
+for s in $SLOTS; do
+    [[ " $ALL_SLOTS " == *" $s "* ]] || die "unknown slot '$s' in SLOTS (known: $ALL_SLOTS)"
+done
+# The selected slots, always in the order nginx, fserve, fserve-epoll (duplicates dropped).
+SLOT_LIST=()
+for s in $ALL_SLOTS; do
+    [[ " $SLOTS " == *" $s "* ]] && SLOT_LIST+=("$s")
+done
+((${#SLOT_LIST[@]})) || die "SLOTS is empty (use any of: $ALL_SLOTS)"
+[[ " ${SLOT_LIST[*]} " == *" nginx "* ]] ||
+    say "SLOTS has no nginx: the report gives medians but no ratios against nginx"
+runs_nginx() { [[ $1 == nginx || $FSERVE_SLOT == nginx ]]; } # SLOT: does this slot run nginx?
+need_fserve() { # some slot runs the fserve binary
+    local s
+    for s in "${SLOT_LIST[@]}"; do runs_nginx "$s" || return 0; done
+    return 1
+}
 
 # ---------------------------------------------------------------------------------------------
 # CPU lists: "0-1,3" -> count and nginx affinity mask.
@@ -204,13 +233,14 @@ wait_gone() { # PID SECONDS -> 0 if it exited in time
     done
 }
 listening() { [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
-free_port() { # first port >= $1 that nothing listens on, skipping $2
-    local p
-    for ((p = $1; p < $1 + 100; p++)); do
-        [[ $p == "${2:-}" ]] && continue
+free_port() { # START [SKIP…]: first port >= START that nothing listens on, skipping SKIP…
+    local p start=$1
+    shift
+    for ((p = start; p < start + 100; p++)); do
+        [[ " $* " == *" $p "* ]] && continue
         listening "$p" || { echo "$p"; return 0; }
     done
-    die "no free port in $1..$(($1 + 99))"
+    die "no free port in $start..$((start + 99))"
 }
 
 # Shell-quoted command line, for the report: quote only what needs it.
@@ -355,8 +385,16 @@ WORKER_CONNECTIONS=$((IDLE_CONNS + IDLE_CONNS / 8 + 256))
 ((WORKER_CONNECTIONS > 8192)) || WORKER_CONNECTIONS=8192
 ((WORKER_CONNECTIONS <= NOFILE)) || WORKER_CONNECTIONS=$NOFILE
 
-NGINX_PORT=$(free_port 18080)
-FSERVE_PORT=$(free_port 18081 "$NGINX_PORT")
+# One port per slot: nginx from 18080, fserve from 18081, fserve-epoll from 18082.
+declare -A SLOT_PORT=()
+port_base=18080
+for s in $ALL_SLOTS; do
+    if [[ " ${SLOT_LIST[*]} " == *" $s "* ]]; then
+        # shellcheck disable=SC2048,SC2086 # the ports taken so far, as separate words
+        SLOT_PORT[$s]=$(free_port "$port_base" ${SLOT_PORT[*]})
+    fi
+    port_base=$((port_base + 1))
+done
 
 cg_detect
 if [[ $CG_MODE == none ]]; then
@@ -365,9 +403,10 @@ else
     QUOTA_DESC="cgroup $CG_MODE, $( [[ $CG_MODE == v2 ]] && echo "cpu.max \"$QUOTA_US 100000\"" || echo "cpu.cfs_quota_us=$QUOTA_US cpu.cfs_period_us=100000") ($(awk -v q="$QUOTA_US" 'BEGIN { printf "%g", q / 100000 }') CPU)"
 fi
 
-# fserve: build it (or take FSERVE_BIN), unless the slot runs nginx (harness self-test).
+# fserve: build it (or take FSERVE_BIN), unless no slot runs it (SLOTS=nginx, or the
+# FSERVE_SLOT=nginx self-test).
 FSERVE_DESC=""
-if [[ $FSERVE_SLOT == fserve ]]; then
+if need_fserve; then
     if [[ -n ${FSERVE_BIN:-} ]]; then
         [[ -x $FSERVE_BIN ]] || die "FSERVE_BIN=$FSERVE_BIN is not an executable"
     else
@@ -381,8 +420,10 @@ if [[ $FSERVE_SLOT == fserve ]]; then
         [[ -x $FSERVE_BIN ]] || die "cargo built no $FSERVE_BIN"
     fi
     FSERVE_DESC=$FSERVE_BIN
+elif [[ $FSERVE_SLOT == nginx ]]; then
+    FSERVE_DESC="(self-test: FSERVE_SLOT=nginx, each fserve slot runs its own nginx)"
 else
-    FSERVE_DESC="(self-test: a second nginx in the fserve slot)"
+    FSERVE_DESC="(not run: SLOTS=${SLOT_LIST[*]})"
 fi
 
 say "making the corpus in $CORPUS"
@@ -402,34 +443,72 @@ nginx_conf() { # SLOT PORT -> writes $WORK/nginx-SLOT/nginx.conf
     nginx -t -q -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" 2>"$WORK/logs/nginx-t-$1.log" ||
         { cat "$WORK/logs/nginx-t-$1.log" >&2; die "nginx rejects the generated config $dir/nginx.conf"; }
 }
-nginx_conf nginx "$NGINX_PORT"
-[[ $FSERVE_SLOT == nginx ]] && nginx_conf fserve "$FSERVE_PORT"
-cp "$WORK/nginx-nginx/nginx.conf" "$WORK/nginx.conf"
+for s in "${SLOT_LIST[@]}"; do
+    if runs_nginx "$s"; then nginx_conf "$s" "${SLOT_PORT[$s]}"; fi
+done
+# The report shows one config: the nginx slot's, or the first one generated (self-test).
+for s in "${SLOT_LIST[@]}"; do
+    if runs_nginx "$s"; then cp "$WORK/nginx-$s/nginx.conf" "$WORK/nginx.conf"; break; fi
+done
 
 # ---------------------------------------------------------------------------------------------
 # Servers
-SRV_PID="" SRV_PORT="" SERVER_BANNER=""
+SRV_PID="" SRV_PORT=""
+FSERVE_ENV_UNSET=()
+for v in $(compgen -e); do
+    if [[ $v == FSERVE_* ]]; then FSERVE_ENV_UNSET+=(-u "$v"); fi
+done
+declare -A BANNER=() # SLOT -> fserve's start line, from its first start
 RUN_ID=0
-start_server() { # SLOT (nginx|fserve) -> SRV_PID, SRV_PORT; waits until it answers
+start_server() { # SLOT (nginx|fserve|fserve-epoll) -> SRV_PID, SRV_PORT; waits until it answers
     local slot=$1 log
     local -a cmd
     RUN_ID=$((RUN_ID + 1))
     log="$WORK/logs/$RUN_ID-$slot.log"
-    if [[ $slot == nginx ]]; then SRV_PORT=$NGINX_PORT; else SRV_PORT=$FSERVE_PORT; fi
+    SRV_PORT=${SLOT_PORT[$slot]}
     listening "$SRV_PORT" && die "port $SRV_PORT is already in use before starting $slot"
-    if [[ $slot == nginx || $FSERVE_SLOT == nginx ]]; then
+    if runs_nginx "$slot"; then
         local dir="$WORK/nginx-$slot"
         cmd=(taskset -c "$SERVER_CPUS" nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log"
             -g 'daemon off;')
     else
-        cmd=(taskset -c "$SERVER_CPUS" "$FSERVE_BIN" -b 127.0.0.1 -p "$SRV_PORT" -t "$THREADS" "$CORPUS")
+        cmd=(taskset -c "$SERVER_CPUS" "$FSERVE_BIN" -b 127.0.0.1 -p "$SRV_PORT" -t "$THREADS")
+        [[ $slot == fserve-epoll ]] && cmd+=(--io epoll)
+        cmd+=("$CORPUS")
     fi
     record_cmd "$(show_cmd "${cmd[@]}")"
-    "${cmd[@]}" >"$log" 2>&1 &
+    # fserve reads FSERVE_* variables (FSERVE_IO, FSERVE_CACHE_SIZE, …): start every server
+    # without them, so the flags above and fserve's defaults are what is measured.
+    env "${FSERVE_ENV_UNSET[@]}" "${cmd[@]}" >"$log" 2>&1 &
     SRV_PID=$!
     SERVER_PIDS+=("$SRV_PID")
     wait_ready "$SRV_PID" "$SRV_PORT" "$log" "$slot"
-    [[ -n $SERVER_BANNER || $slot != fserve ]] || SERVER_BANNER=$(head -n 1 "$log")
+    if ! runs_nginx "$slot"; then
+        check_engine "$slot" "$log" "$( [[ $slot == fserve-epoll ]] && echo epoll || echo io_uring)"
+    fi
+}
+# fserve says which engine it serves on: "fserve: serving ROOT at URL (N workers, ENGINE)".
+# The fserve slot must be on io_uring (with --io auto it falls back to epoll where io_uring is
+# refused, which would make it a second epoll slot), fserve-epoll on epoll; both on THREADS.
+check_engine() { # SLOT LOG ENGINE
+    local slot=$1 log=$2 want=$3 line="" i hint=""
+    for ((i = 0; i < 40; i++)); do # printed just after the listeners open: allow 2 s
+        line=$(grep -m 1 '^fserve: serving ' "$log" || true)
+        [[ -n $line ]] && break
+        sleep 0.05
+    done
+    if [[ -z $line ]]; then
+        cat "$log" >&2
+        die "$slot: fserve printed no start line 'fserve: serving … (N workers, $want)' (log above: $log)"
+    fi
+    if [[ $line != *"($THREADS workers, $want)" ]]; then
+        cat "$log" >&2
+        if [[ $want == io_uring ]] && grep -q 'epoll engine instead' "$log"; then
+            hint=" (io_uring is refused here, see the log above; SLOTS=\"nginx fserve-epoll\" benchmarks the epoll engine alone)"
+        fi
+        die "$slot: expected fserve to start with '($THREADS workers, $want)', but its start line is: $line$hint"
+    fi
+    [[ -n ${BANNER[$slot]:-} ]] || BANNER[$slot]=$line
 }
 wait_ready() { # PID PORT LOG NAME: listening and answering HTTP within 10 s, or die
     local pid=$1 port=$2 log=$3 name=$4 deadline code
@@ -466,8 +545,8 @@ stop_server() { # PID NAME: SIGTERM, bounded wait, note anything odd; waits for 
 }
 
 # ---------------------------------------------------------------------------------------------
-# Preflight: every URL answers the expected status, with the right bytes, on both servers.
-FSERVE_RANGES=1
+# Preflight: every URL answers the expected status, with the right bytes, on every slot.
+declare -A NO_RANGES=() # SLOT -> 1 when it answered the range request with 200 (whole file)
 check_url() { # NAME PORT PATH EXPECTED-STATUS [HEADER] -> prints the status it got
     local name=$1 port=$2 path=$3 want=$4 hdr=${5:-} got body="$WORK/body"
     local -a h=()
@@ -488,16 +567,16 @@ preflight() {
         "/missing|404|" "/r/00000.html|200|" "$last|200|" "/1k.html|200|Connection: close"
         "/1m.bin|206|Range: bytes=1000-4999")
     ((WITH_10M)) && checks+=("/10m.bin|200|")
-    for slot in nginx fserve; do
+    for slot in "${SLOT_LIST[@]}"; do
         start_server "$slot"
         port=$SRV_PORT
         for c in "${checks[@]}"; do
             IFS='|' read -r path want hdr <<<"$c"
             got=$(check_url "$slot" "$port" "$path" "$want" "$hdr")
             [[ $got == "$want" ]] && continue
-            if [[ $slot == fserve && $want == 206 && $got == 200 ]]; then
-                FSERVE_RANGES=0
-                note "fserve: ranges not implemented: GET $path with '$hdr' answered 200 (whole file), not 206; range row not compared"
+            if [[ $slot != nginx && $want == 206 && $got == 200 ]]; then
+                NO_RANGES[$slot]=1
+                note "$slot: ranges not implemented: GET $path with '$hdr' answered 200 (whole file), not 206; range row not compared"
                 continue
             fi
             [[ -n $hdr ]] && hdr=" with header \"$hdr\""
@@ -505,7 +584,7 @@ preflight() {
         done
         stop_server "$SRV_PID" "$slot" "$port"
     done
-    say "preflight: every URL answers as expected on both servers"
+    say "preflight: every URL answers as expected on ${SLOT_LIST[*]}"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -559,7 +638,7 @@ measure() { # WORKLOAD SLOT ROUND
     local wl=$1 slot=$2 round=$3 log pids t0 t1 rss fields cg="" k
     local -A r=()
     wl_def "$wl"
-    if [[ $wl == range && $slot == fserve && $FSERVE_RANGES == 0 ]]; then
+    if [[ $wl == range && ${NO_RANGES[$slot]:-0} == 1 ]]; then
         tsv_row round="$round" workload="$wl" server="$slot" status_kind=skipped \
             note="ranges not implemented (200)"
         say "  $wl $slot: skipped (ranges not implemented (200))"
@@ -608,7 +687,7 @@ measure() { # WORKLOAD SLOT ROUND
     awk -v w="$wl" -v s="$slot" -v n="${r[requests]}" -v d="${r[duration_us]}" -v t=$((t1 - t0)) \
         -v hz="$CLK_TCK" -v p50="${r[p50_us]}" -v p99="${r[p99_us]}" -v b="${r[bytes]}" 'BEGIN {
             rps = d > 0 ? n / (d / 1e6) : 0; cpu = n > 0 ? t / hz * 1e6 / n : 0
-            printf "  %-16s %-6s %9.0f req/s  %8.2f CPU-us/req  p50 %6.2f ms  p99 %6.2f ms  %8.1f MiB/s\n",
+            printf "  %-16s %-12s %9.0f req/s  %8.2f CPU-us/req  p50 %6.2f ms  p99 %6.2f ms  %8.1f MiB/s\n",
                 w, s, rps, cpu, p50 / 1000, p99 / 1000, (d > 0 ? b / 1048576 / (d / 1e6) : 0) }'
 }
 
@@ -653,12 +732,18 @@ measure_idle() { # SLOT ROUND: hold IDLE_CONNS idle keep-alive connections, read
     ((held == IDLE_CONNS)) || note "idle10k, round $round, $slot: only $held of $IDLE_CONNS connections got a 200 response ($failed failed${why:+: $why})"
     ((open == held)) || note "idle10k, round $round, $slot: the server closed $((held - open)) idle connections within ~2 s"
     awk -v s="$slot" -v k="$rss" -v h="$held" -v n="$IDLE_CONNS" 'BEGIN {
-        printf "  %-16s %-6s %8.1f MiB RSS with %d/%d idle connections\n", "idle10k", s, k / 1024, h, n }'
+        printf "  %-16s %-12s %8.1f MiB RSS with %d/%d idle connections\n", "idle10k", s, k / 1024, h, n }'
 }
 
 # ---------------------------------------------------------------------------------------------
 CLK_TCK=$(getconf CLK_TCK)
-say "nginx on :$NGINX_PORT, $FSERVE_SLOT on :$FSERVE_PORT; servers on CPUs $SERVER_CPUS ($THREADS workers), wrk on CPUs $CLIENT_CPUS"
+slot_desc=""
+for s in "${SLOT_LIST[@]}"; do
+    slot_desc+="$s on :${SLOT_PORT[$s]}"
+    if [[ $s != nginx ]] && runs_nginx "$s"; then slot_desc+=" (nginx, self-test)"; fi
+    slot_desc+=", "
+done
+say "${slot_desc%, }; servers on CPUs $SERVER_CPUS ($THREADS workers), wrk on CPUs $CLIENT_CPUS"
 say "rounds $ROUNDS × $DURATION (warm-up $WARMUP); CPU quota: $QUOTA_DESC"
 preflight
 
@@ -679,7 +764,7 @@ echo "$TSV_COLS" | tr ' ' '\t' >"$WORK/runs.tsv"
 for ((round = 1; round <= ROUNDS; round++)); do
     say "round $round of $ROUNDS"
     for w in "${SELECTED[@]}"; do
-        for slot in nginx fserve; do
+        for slot in "${SLOT_LIST[@]}"; do
             if [[ $w == idle10k ]]; then measure_idle "$slot" "$round"; else measure "$w" "$slot" "$round"; fi
         done
     done
@@ -700,7 +785,10 @@ fi
     printf 'nginx_version\t%s\n' "$(nginx -v 2>&1)"
     printf 'fserve_commit\t%s\n' "$commit"
     printf 'fserve_bin\t%s\n' "$FSERVE_DESC"
-    printf 'fserve_banner\t%s\n' "$SERVER_BANNER"
+    printf 'slots\t%s\n' "${SLOT_LIST[*]}"
+    printf 'self_test\t%s\n' "$( [[ $FSERVE_SLOT == nginx ]] && echo 1 || echo 0)"
+    printf 'fserve_banner\t%s\n' "${BANNER[fserve]:-}"
+    printf 'fserve_epoll_banner\t%s\n' "${BANNER[fserve-epoll]:-}"
     printf 'wrk_version\t%s\n' "$(wrk -v 2>&1 | head -n 1 | sed 's/ Copyright.*//' || true)"
     printf 'rustc_version\t%s\n' "$(rustc --version 2>/dev/null || echo "?")"
     printf 'server_cpus\t%s\n' "$SERVER_CPUS"
@@ -711,14 +799,20 @@ fi
     printf 'warmup_d\t%s\n' "$WARMUP"
     printf 'warmup\t%s\n' "$( [[ $WARMUP == 0 ]] && echo "no warm-up" || echo "$WARMUP warm-up per run")"
     printf 'quota\t%s\n' "$QUOTA_DESC"
+    printf 'quota_cpu\t%s\n' "$(awk -v q="$QUOTA_US" 'BEGIN { printf "%g", q / 100000 }')"
+    printf 'idle_conns\t%s\n' "$IDLE_CONNS"
     printf 'nofile\t%s\n' "$NOFILE"
     printf 'corpus\t%s\n' "1k.html 16k.css 64k.js 1m.bin$( ((WITH_10M)) && echo " 10m.bin") + $RANDOM_FILES files r/NNNNN.html (benches/corpus.py --seed 20240601)"
     printf 'clk_tck\t%s\n' "$CLK_TCK"
 } >"$WORK/meta.tsv"
 
 mkdir -p "$OUT_DIR"
-if ((QUICK)); then MD=$OUT_DIR/quick-$DATE.md SVG=$OUT_DIR/quick-$DATE.svg; else MD=$OUT_DIR/$DATE.md SVG=$OUT_DIR/$DATE.svg; fi
-python3 "$HERE/report.py" --work "$WORK" --md "$MD" --svg "$SVG" || die "report.py failed"
+stem=$OUT_DIR/$DATE
+((QUICK)) && stem=$OUT_DIR/quick-$DATE
+MD=$stem.md SVG=$stem.svg SUMMARY=$stem-summary.md
+python3 "$HERE/report.py" --work "$WORK" --md "$MD" --svg "$SVG" --summary "$SUMMARY" ||
+    die "report.py failed"
 say ""
-say "report: $MD"
-say "chart:  $SVG"
+say "report:  $MD"
+say "chart:   $SVG"
+say "summary: $SUMMARY (the report's summary table alone, for pasting into README.md)"
