@@ -297,6 +297,10 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>, Reject>
 fn looks_like_other_version(buf: &[u8]) -> bool {
     let line = buf.split(|&b| b == b'\n').next().unwrap_or(b"");
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // Exactly `method SP target SP version`: anything else is a malformed line (400).
+    if line.iter().filter(|&&b| b == b' ').count() != 2 {
+        return false;
+    }
     let Some(sp) = line.iter().rposition(|&b| b == b' ') else {
         return false;
     };
@@ -558,6 +562,9 @@ mod tests {
                 Status::HttpVersionNotSupported,
             ),
             (b"GET / FOO/1.1\r\nHost: a\r\n\r\n", Status::BadRequest),
+            (b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", Status::BadRequest),
+            (b"GE T /a HTTP/1.1\r\nHost: a\r\n\r\n", Status::BadRequest),
+            (b"GET /a b HTTP/2.0\r\nHost: a\r\n\r\n", Status::BadRequest),
             (long_target.as_bytes(), Status::UriTooLong),
             (long_line.as_bytes(), Status::UriTooLong),
             (big_head.as_bytes(), Status::RequestHeaderFieldsTooLarge),
