@@ -326,7 +326,13 @@ impl Conn {
                             self.unstage(part.head.clone());
                             self.flush(true).await?;
                             let disk = file.disk.as_ref().expect("a large file is held open");
-                            self.stream(disk, part.first, part.len).await?;
+                            if let Err(e) = self.stream(disk, part.first, part.len).await {
+                                if e.kind() == io::ErrorKind::UnexpectedEof {
+                                    // It shrank: have the next request look at it afresh.
+                                    file.suspect.set(true);
+                                }
+                                return Err(e);
+                            }
                         }
                         self.unstage(tail);
                         self.staged.clear();

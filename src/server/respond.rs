@@ -81,6 +81,9 @@ pub struct CachedFile {
     /// For a large file, the open file its body is sent from (by offset, so one descriptor
     /// serves any number of responses at once).
     pub disk: Option<File>,
+    /// Set when a send found the file shorter than its entry says: the next lookup looks at
+    /// the file system at once instead of within the revalidation interval.
+    pub suspect: Cell<bool>,
     meta: Meta,
     /// The file's path relative to the root (for a directory, its index.html).
     rel: Box<[u8]>,
@@ -232,6 +235,7 @@ fn load(
         sidecars,
         is_sidecar: coding.is_some(),
         dir: Cell::new(dir),
+        suspect: Cell::new(false),
     });
     w.cache.borrow_mut().insert(
         key,
@@ -369,7 +373,7 @@ fn negotiated(req: &Request<'_>, mask: u8) -> Option<Coding> {
 fn cached(w: &Worker, key: &[u8], now: Now) -> Option<Rc<CachedFile>> {
     let cache = w.cache.borrow();
     let hit = cache.get(key, now.mono_ms)?;
-    if !hit.stale {
+    if !hit.stale && !hit.value.suspect.get() {
         return Some(hit.value.clone());
     }
     let value = hit.value.clone();
