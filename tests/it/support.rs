@@ -1127,3 +1127,603 @@ fn multipart_parser_accepts_rfc_bodies_and_rejects_bad_ones() {
     assert_eq!(parse_content_range("bytes */1000"), None);
     assert_eq!(etag_of(0x2ebc98a1, 14), "\"2ebc98a1-e\"");
 }
+
+// ---------------------------------------------------------------------------
+// Hostile clients, resource counts and the real binary (hostile.rs, drain.rs)
+// ---------------------------------------------------------------------------
+
+/// Serialises the load-heavy tests (hostile clients, drains) with each other,
+/// so that one test's storm does not distort another's latency or fd counts.
+pub fn heavy_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// How a read-until-close ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Orderly EOF.
+    Eof,
+    /// ECONNRESET (or EPIPE): the server closed with data unread, or aborted.
+    Reset,
+    /// Nothing more arrived and the connection stayed open for the whole wait.
+    Hung,
+}
+
+/// Read everything until the peer closes or `wait` passes without a byte
+/// arriving; returns the bytes and how it ended (never panics on errors).
+pub fn read_to_close(stream: &mut TcpStream, wait: Duration) -> (Vec<u8>, Ending) {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut out = Vec::new();
+    let mut tmp = [0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut tmp) {
+            Ok(0) => return (out, Ending::Eof),
+            Ok(n) => out.extend_from_slice(&tmp[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return (out, Ending::Hung);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionReset
+                        | ErrorKind::ConnectionAborted
+                        | ErrorKind::BrokenPipe
+                ) =>
+            {
+                return (out, Ending::Reset);
+            }
+            Err(e) => panic!("unexpected read error while waiting for a close: {e}"),
+        }
+    }
+}
+
+/// A response head split off raw bytes: status code, header fields (names
+/// lower-cased), and the bytes after the head.
+pub type SplitHead<'a> = (u16, Vec<(String, String)>, &'a [u8]);
+
+/// Split raw bytes into one response head and the rest; `None` if there is no
+/// complete head.
+pub fn split_head(bytes: &[u8]) -> Option<SplitHead<'_>> {
+    let end = find(bytes, b"\r\n\r\n")?;
+    let text = std::str::from_utf8(&bytes[..end]).ok()?;
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next()?;
+    let code: u16 = status_line
+        .strip_prefix("HTTP/1.1 ")?
+        .get(..3)?
+        .parse()
+        .ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some((code, headers, &bytes[end + 4..]))
+}
+
+/// Assert that `bytes` (all a connection received before it closed) is either
+/// nothing, or exactly one complete error response with `Connection: close`
+/// whose status is in `allowed`. Returns the status (0 for nothing).
+#[track_caller]
+pub fn assert_nothing_or_one_closing_error(bytes: &[u8], allowed: &[u16], what: &str) -> u16 {
+    if bytes.is_empty() {
+        return 0;
+    }
+    let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(400)]).into_owned();
+    let Some((code, headers, rest)) = split_head(bytes) else {
+        panic!("{what}: bytes before the close are not one response head: {shown:?}");
+    };
+    assert!(
+        allowed.contains(&code),
+        "{what}: status {code} is not one of {allowed:?}: {shown:?}"
+    );
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(
+        get("connection").map(str::to_ascii_lowercase).as_deref(),
+        Some("close"),
+        "{what}: a closing error response without Connection: close: {shown:?}"
+    );
+    let len: usize = get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{what}: error response without a Content-Length: {shown:?}"));
+    assert_eq!(
+        rest.len(),
+        len,
+        "{what}: the body is not exactly Content-Length bytes (or more followed): {shown:?}"
+    );
+    code
+}
+
+/// Non-panicking GET on `stream` (the probe must record failures, not die):
+/// returns (status, body, whether the server announced a close).
+pub fn try_get(stream: &mut TcpStream, target: &str) -> Result<(u16, Vec<u8>, bool), String> {
+    stream
+        .write_all(request("GET", target, &[]).as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 16 * 1024];
+    loop {
+        if let Some((code, headers, rest)) = split_head(&buf) {
+            let len: usize = headers
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .and_then(|(_, v)| v.parse().ok())
+                .ok_or("no Content-Length")?;
+            let closing = headers
+                .iter()
+                .any(|(n, v)| n == "connection" && v.eq_ignore_ascii_case("close"));
+            let mut body = rest.to_vec();
+            while body.len() < len {
+                match stream.read(&mut tmp) {
+                    Ok(0) => {
+                        return Err(format!("closed after {} of {len} body bytes", body.len()));
+                    }
+                    Ok(n) => body.extend_from_slice(&tmp[..n]),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(format!("reading the body: {e}")),
+                }
+            }
+            if body.len() != len {
+                return Err(format!(
+                    "{} bytes after a {len}-byte body",
+                    body.len() - len
+                ));
+            }
+            return Ok((code, body, closing));
+        }
+        if buf.len() > MAX_HEAD {
+            return Err("response head too long".into());
+        }
+        match stream.read(&mut tmp) {
+            Ok(0) => {
+                return Err(format!(
+                    "closed before a response head ({} bytes)",
+                    buf.len()
+                ));
+            }
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("reading the head: {e}")),
+        }
+    }
+}
+
+/// What a [`Probe`] saw.
+#[derive(Debug, Default)]
+pub struct ProbeStats {
+    pub latencies: Vec<Duration>,
+    pub failures: Vec<String>,
+}
+
+impl ProbeStats {
+    pub fn ok(&self) -> usize {
+        self.latencies.len()
+    }
+
+    pub fn max(&self) -> Duration {
+        self.latencies.iter().copied().max().unwrap_or_default()
+    }
+
+    /// The `p`-th percentile (0..=100) of the successful requests' latencies.
+    pub fn percentile(&self, p: usize) -> Duration {
+        let mut v = self.latencies.clone();
+        v.sort();
+        if v.is_empty() {
+            return Duration::ZERO;
+        }
+        v[((v.len() - 1) * p / 100).min(v.len() - 1)]
+    }
+
+    /// No failures, at least `min_ok` answers, every one within `limit`.
+    #[track_caller]
+    pub fn assert_healthy(&self, min_ok: usize, limit: Duration, what: &str) {
+        assert!(
+            self.failures.is_empty(),
+            "{what}: the normal client failed {} time(s), first: {:?} ({} ok)",
+            self.failures.len(),
+            self.failures.first(),
+            self.ok()
+        );
+        assert!(
+            self.ok() >= min_ok,
+            "{what}: the normal client got only {} answers (expected at least {min_ok})",
+            self.ok()
+        );
+        assert!(
+            self.max() < limit,
+            "{what}: a normal request took {:?} (p50 {:?}, p99 {:?}, {} requests); limit {limit:?}",
+            self.max(),
+            self.percentile(50),
+            self.percentile(99),
+            self.ok()
+        );
+    }
+}
+
+/// A normal client running beside an attack: every `interval` it sends one GET
+/// on its keep-alive connection and one on a fresh connection, and records how
+/// long each took (a fresh one from the start of connect) and any failure.
+pub struct Probe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<ProbeStats>>,
+}
+
+impl Probe {
+    pub fn start(addr: SocketAddr, target: &str, expected: &[u8], interval: Duration) -> Probe {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let target = target.to_string();
+        let expected = expected.to_vec();
+        let handle = std::thread::spawn(move || {
+            let mut stats = ProbeStats::default();
+            let connect = |stats: &mut ProbeStats| -> Option<TcpStream> {
+                match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
+                    Ok(s) => {
+                        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                        s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+                        s.set_nodelay(true).unwrap();
+                        Some(s)
+                    }
+                    Err(e) => {
+                        stats.failures.push(format!("connect: {e}"));
+                        None
+                    }
+                }
+            };
+            let check = |stats: &mut ProbeStats,
+                         started: Instant,
+                         got: Result<(u16, Vec<u8>, bool), String>|
+             -> bool {
+                match got {
+                    Ok((200, body, closing)) if body == expected => {
+                        stats.latencies.push(started.elapsed());
+                        !closing
+                    }
+                    Ok((code, body, _)) => {
+                        stats
+                            .failures
+                            .push(format!("status {code} with a {}-byte body", body.len()));
+                        false
+                    }
+                    Err(e) => {
+                        stats.failures.push(e);
+                        false
+                    }
+                }
+            };
+            let mut kept = connect(&mut stats);
+            while !flag.load(Ordering::SeqCst) {
+                let round = Instant::now();
+                if let Some(s) = kept.as_mut() {
+                    let started = Instant::now();
+                    let got = try_get(s, &target);
+                    if !check(&mut stats, started, got) {
+                        kept = None;
+                    }
+                }
+                if kept.is_none() {
+                    kept = connect(&mut stats);
+                }
+                let started = Instant::now();
+                if let Some(mut s) = connect(&mut stats) {
+                    let got = try_get(&mut s, &target);
+                    check(&mut stats, started, got);
+                }
+                let spent = round.elapsed();
+                if spent < interval {
+                    std::thread::sleep(interval - spent);
+                }
+            }
+            stats
+        });
+        Probe {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stop and return what it saw.
+    pub fn finish(mut self) -> ProbeStats {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.handle
+            .take()
+            .unwrap()
+            .join()
+            .expect("probe thread panicked")
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Entries in this process's /proc/self/fd (the server is in-process).
+pub fn open_fd_count() -> usize {
+    fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .count()
+}
+
+/// Open fds of this process that name a file under `dir`.
+pub fn fds_under(dir: &Path) -> usize {
+    let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| fs::read_link(e.path()).ok())
+        .filter(|target| target.starts_with(&dir))
+        .count()
+}
+
+/// Connected TCP sockets whose local port is `port` (the server's side of its
+/// connections) that some process still holds open: listeners, sockets already
+/// closed by their owner (orphans, inode 0) and TIME_WAIT are not counted.
+pub fn server_held_sockets(port: u16) -> usize {
+    let mut n = 0;
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() < 10 {
+                continue;
+            }
+            let local_port = cols[1]
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            let listening = cols[3] == "0A";
+            let inode: u64 = cols[9].parse().unwrap_or(0);
+            if local_port == Some(port) && !listening && inode != 0 {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Poll `cond` every 50 ms until it holds or `limit` passes; returns how long
+/// it took, or `None` if it never held.
+pub fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn set_int_sockopt(stream: &TcpStream, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the fd is a socket owned by `stream`, open for the whole call; the option
+    // value points to a live c_int and the length passed is its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            level,
+            name,
+            &value as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setsockopt({level}, {name}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// A small receive buffer, so a large response cannot sit in flight.
+pub fn set_rcvbuf(stream: &TcpStream, bytes: usize) {
+    set_int_sockopt(
+        stream,
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUF,
+        bytes as libc::c_int,
+    );
+}
+
+/// SO_LINGER {on, 0}: closing the socket then sends a RST instead of a FIN.
+pub fn set_linger_zero(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: the fd is a socket owned by `stream`, open for the whole call; the option
+    // value points to a live `linger` and the length passed is its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setsockopt(SO_LINGER): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Raise the soft open-file limit to at least `want` (capped at the hard limit);
+/// returns the soft limit in force afterwards.
+pub fn raise_nofile(want: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a live rlimit the call fills in.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    assert_eq!(rc, 0, "getrlimit: {}", std::io::Error::last_os_error());
+    if lim.rlim_cur < want {
+        lim.rlim_cur = want.min(lim.rlim_max);
+        // SAFETY: `lim` is a live, initialised rlimit that the call only reads.
+        let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+        assert_eq!(rc, 0, "setrlimit: {}", std::io::Error::last_os_error());
+    }
+    lim.rlim_cur
+}
+
+/// The real binary, started with `-p 0 -b 127.0.0.1 --io <engine>`, its port
+/// read from the start line on stderr. Killed on drop if still running.
+pub struct BinServer {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    /// Every stderr line so far (the start line included).
+    pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl BinServer {
+    pub const BIN: &'static str = env!("CARGO_BIN_EXE_fserve");
+
+    /// Start `fserve -p 0 -b 127.0.0.1 --io <engine> ARGS ROOT`, wait for the
+    /// start line and parse the port from it.
+    pub fn start(root: &Path, args: &[&str]) -> BinServer {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let engine = match test_engine() {
+            fserve::config::Io::Epoll => "epoll",
+            _ => "uring",
+        };
+        let mut cmd = Command::new(Self::BIN);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("FSERVE_") {
+                cmd.env_remove(&k);
+            }
+        }
+        cmd.args(["-p", "0", "-b", "127.0.0.1", "--io", engine])
+            .args(args)
+            .arg(root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn fserve");
+        let stderr = child.stderr.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    lines.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let mut server = BinServer {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            stderr: lines,
+        };
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("no start line from fserve within 10 s: {e:?}"));
+        // `fserve: serving ROOT at http://127.0.0.1:PORT/ (N workers, ENGINE)`
+        let prefix = format!(
+            "fserve: serving {} at http://127.0.0.1:",
+            fs::canonicalize(root).unwrap().display()
+        );
+        let rest = line
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("start line {line:?} does not start with {prefix:?}"));
+        let (port, tail) = rest
+            .split_once("/ (")
+            .unwrap_or_else(|| panic!("no port in start line {line:?}"));
+        let want_engine = if engine == "epoll" {
+            "epoll)"
+        } else {
+            "io_uring)"
+        };
+        assert!(
+            tail.ends_with(want_engine),
+            "start line {line:?} does not name the {engine} engine"
+        );
+        let port: u16 = port
+            .parse()
+            .unwrap_or_else(|_| panic!("bad port {port:?} in start line {line:?}"));
+        assert_ne!(port, 0, "the start line must show the real port");
+        server.addr.set_port(port);
+        server
+    }
+
+    pub fn pid(&self) -> libc::pid_t {
+        self.child.id() as libc::pid_t
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) with our own child's pid (not yet reaped: Drop waits) and a
+        // valid signal number touches no memory of ours.
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(rc, 0, "kill({}, {sig}) failed", self.pid());
+    }
+
+    /// The exit status if it has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+
+    /// Wait for the exit; panics (after killing it) if it takes longer than `within`.
+    pub fn wait_within(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "fserve did not exit within {within:?}; stderr: {:?}",
+                    self.stderr.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A `VmRSS`/`VmHWM`-style field of /proc/PID/status, in KiB.
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let text = fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        text.lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", self.pid()))
+    }
+
+    /// Open fds of the server process.
+    pub fn fd_count(&self) -> usize {
+        fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("read /proc/PID/fd")
+            .count()
+    }
+}
+
+impl Drop for BinServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
