@@ -316,14 +316,14 @@ pub fn multipart_len(
         + PART_CONTENT_RANGE.len()
         + b"bytes -/".len()
         + PART_HEAD_END.len();
-    let parts: u64 = set
-        .as_slice()
-        .iter()
-        .map(|&(first, last)| {
-            fixed as u64 + digits(first) + digits(last) + digits(len) + (last - first + 1)
-        })
-        .sum();
-    parts + (DELIMITER.len() + boundary_len + CLOSE.len()) as u64
+    // Saturating: a length near u64::MAX cannot come from a file (st_size is an i64), but
+    // the arithmetic must not overflow on any input.
+    let parts = set.as_slice().iter().fold(0u64, |total, &(first, last)| {
+        let part = (fixed as u64 + digits(first) + digits(last) + digits(len))
+            .saturating_add(last - first + 1);
+        total.saturating_add(part)
+    });
+    parts.saturating_add((DELIMITER.len() + boundary_len + CLOSE.len()) as u64)
 }
 
 /// Decimal digits in `n`.
