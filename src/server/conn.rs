@@ -208,6 +208,20 @@ fn plan(req: &Request<'_>, status: Status, rep: &Representation) -> Plan {
     }
 }
 
+/// Writes a multipart 206's fields for `set` of `rep` (after its prefix); returns the
+/// boundary, fresh for this response.
+fn write_multipart_head(
+    w: &Worker,
+    own: &mut Vec<u8>,
+    rep: &Representation,
+    set: &RangeSet,
+) -> [u8; range::BOUNDARY_LEN] {
+    let boundary = w.boundary();
+    let len = range::multipart_len(set, boundary.len(), rep.content_type.len(), rep.len);
+    response::write_multipart_fields(own, &rep.file_fields(), &boundary, len);
+    boundary
+}
+
 /// Writes a 304, 412 or 416 for `rep`.
 fn write_refusal(
     own: &mut Vec<u8>,
@@ -539,20 +553,8 @@ impl Conn {
                                 (body + first) as usize..(body + last + 1) as usize,
                             );
                         } else {
-                            let boundary = w.boundary();
-                            let len = range::multipart_len(
-                                &set,
-                                boundary.len(),
-                                rep.content_type.len(),
-                                rep.len,
-                            );
                             response::write_prefix(own, Status::PartialContent, &c);
-                            response::write_multipart_fields(
-                                own,
-                                &rep.file_fields(),
-                                &boundary,
-                                len,
-                            );
+                            let boundary = write_multipart_head(&w, own, rep, &set);
                             batch.push_own(from);
                             for &(first, last) in parts {
                                 let mark = batch.own_buf().len();
@@ -621,19 +623,7 @@ impl Conn {
                                 len: last - first + 1,
                             });
                         } else {
-                            let boundary = w.boundary();
-                            let len = range::multipart_len(
-                                &set,
-                                boundary.len(),
-                                rep.content_type.len(),
-                                rep.len,
-                            );
-                            response::write_multipart_fields(
-                                own,
-                                &rep.file_fields(),
-                                &boundary,
-                                len,
-                            );
+                            let boundary = write_multipart_head(&w, own, rep, &set);
                             // Part heads wait in `staged`; each is sent before its part.
                             let heads = own.len();
                             for &(first, last) in set.as_slice() {
