@@ -381,6 +381,7 @@ fn cached(w: &Worker, key: &[u8], now: Now) -> Option<Rc<CachedFile>> {
     let current = matches!(w.shared.root.stat(&value.rel), Ok(meta) if meta == value.meta)
         && (value.is_sidecar || sidecars_unchanged(w, &value));
     if current {
+        value.suspect.set(false);
         w.cache.borrow().revalidated(key, now.mono_ms);
         Some(value)
     } else {
