@@ -14,6 +14,7 @@ use std::ops::Range;
 use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -49,18 +50,7 @@ const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 const LINGER_MAX_BYTES: usize = 64 * 1024;
 
 pub async fn serve(guard: ConnGuard, sock: Socket) {
-    let w = guard.worker().clone();
-    let conn = Conn {
-        timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
-        w,
-        sock,
-        batch: Some(SendBatch::new()),
-        key: Vec::new(),
-        staged: Vec::new(),
-        sent_before: false,
-        nodelay: false,
-        _guard: guard,
-    };
+    let conn = Conn::new(guard, sock, false);
     drive(conn, Vec::with_capacity(INITIAL_RECV_BYTES), false).await;
 }
 
@@ -68,34 +58,64 @@ pub async fn serve(guard: ConnGuard, sock: Socket) {
 async fn drive(mut conn: Conn, buf: Vec<u8>, resumed: bool) {
     match conn.run(buf, resumed).await {
         Ok(Exit::Done) => {}
-        Ok(Exit::Park(deadline)) => engine::spawn(park(conn, deadline)),
+        Ok(Exit::Park(deadline)) => engine::spawn(park(conn.into_parked(), deadline)),
         Err(e) => log_error(&e),
     }
 }
 
-/// An idle connection waits for its next request here, in a task of its own that holds
-/// only the connection's small state (the task that served it, with its larger future, has
-/// ended): 10,000 idle keep-alive connections cost little memory. Readable: a new task
-/// serves it again. The keep-alive deadline or shutdown: it closes.
-async fn park(mut conn: Conn, deadline: Instant) {
-    conn.timer.as_mut().reset(deadline);
-    let woke = {
-        let readable = conn.sock.readable();
+/// What an idle connection keeps while it is parked: its socket and its place in the
+/// worker's count. Buffers, the send batch and the timer are made again when it wakes.
+struct Parked {
+    sock: Socket,
+    nodelay: bool,
+    guard: ConnGuard,
+}
+
+/// How a parked connection's wait ended.
+enum Woke {
+    Readable,
+    Failed,
+    /// Its keep-alive deadline passed, or shutdown began.
+    Expired,
+}
+
+/// An idle connection waits for its next request here, in a small task of its own (the
+/// task that served it, with its larger future, has ended): readable, a new task serves it
+/// again. The worker's sweeper wakes it when its keep-alive deadline passes or shutdown
+/// begins, and then it closes.
+async fn park(idle: Parked, deadline: Instant) {
+    let w = idle.guard.worker().clone();
+    let ticket = w.parking.park(deadline);
+    let woke = if w.stopping.get() {
+        Woke::Expired
+    } else {
+        let readable = idle.sock.readable();
         tokio::pin!(readable);
-        let woke = tokio::select! {
-            biased;
-            r = &mut readable => Some(r.is_ok()),
-            _ = conn.timer.as_mut() => None,
-            _ = conn.w.stop.notified() => None,
-        };
-        if woke.is_none() {
-            // The wait gave up: end the pending readiness wait before the socket closes.
-            conn.sock.shutdown(Shutdown::Read);
+        let woke = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = readable.as_mut().poll(cx) {
+                return Poll::Ready(if r.is_ok() {
+                    Woke::Readable
+                } else {
+                    Woke::Failed
+                });
+            }
+            if ticket.expired(cx.waker()) {
+                Poll::Ready(Woke::Expired)
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        if let Woke::Expired = woke {
+            // End the pending readiness wait before the socket closes.
+            idle.sock.shutdown(Shutdown::Read);
             let _ = readable.await;
         }
         woke
     };
-    if woke == Some(true) {
+    drop(ticket);
+    if let Woke::Readable = woke {
+        let conn = Conn::new(idle.guard, idle.sock, idle.nodelay);
         engine::spawn(drive(conn, Vec::with_capacity(INITIAL_RECV_BYTES), true));
     }
 }
@@ -135,7 +155,7 @@ struct Conn {
     sent_before: bool,
     nodelay: bool,
     /// Counts the connection for its whole life (the worker's cap and drain).
-    _guard: ConnGuard,
+    guard: ConnGuard,
 }
 
 /// What the connection does after queueing an answer.
@@ -282,6 +302,29 @@ enum GiveUp {
 }
 
 impl Conn {
+    /// `nodelay`: TCP_NODELAY is already set (a connection that was parked).
+    fn new(guard: ConnGuard, sock: Socket, nodelay: bool) -> Conn {
+        Conn {
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            w: guard.worker().clone(),
+            sock,
+            batch: Some(SendBatch::new()),
+            key: Vec::new(),
+            staged: Vec::new(),
+            sent_before: nodelay,
+            nodelay,
+            guard,
+        }
+    }
+
+    fn into_parked(self) -> Parked {
+        Parked {
+            sock: self.sock,
+            nodelay: self.nodelay,
+            guard: self.guard,
+        }
+    }
+
     /// Serves requests until the connection closes or parks. `resumed`: it was parked and
     /// is readable again.
     async fn run(&mut self, mut buf: Vec<u8>, resumed: bool) -> io::Result<Exit> {
@@ -448,11 +491,7 @@ impl Conn {
             Recv::TimedOut if hot_deadline >= deadline => return Ok(Idle::Closed),
             Recv::TimedOut => {}
         }
-        // Cold: keep nothing an idle connection does not need, and park.
-        drop(std::mem::take(buf));
-        self.key = Vec::new();
-        self.staged = Vec::new();
-        self.batch_mut().release();
+        // Cold: park (the connection keeps only what [`Parked`] holds).
         Ok(Idle::Park(deadline))
     }
 

@@ -15,6 +15,7 @@
 mod clock;
 mod conn;
 mod listing;
+mod parking;
 mod respond;
 mod worker;
 

@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 
 use super::clock::DateCache;
 use super::conn;
+use super::parking::{self, Parking};
 use super::respond::CachedFile;
 use crate::config::Config;
 use crate::engine::{self, Kind, Listener};
@@ -65,6 +66,8 @@ pub struct Worker {
     pub stopping: Cell<bool>,
     /// Woken when shutdown begins.
     pub stop: Notify,
+    /// Idle keep-alive connections, parked until readable or their deadline.
+    pub parking: Parking,
     conns: Cell<usize>,
     max_conns: usize,
     /// Woken when a connection ends (for the cap, and for the drain).
@@ -130,6 +133,7 @@ pub fn run(
             date: DateCache::new(),
             stopping: Cell::new(false),
             stop: Notify::new(),
+            parking: Parking::default(),
             conns: Cell::new(0),
             max_conns,
             conn_closed: Notify::new(),
@@ -149,6 +153,7 @@ pub fn run(
                 w.stop.notify_waiters();
             });
         }
+        engine::spawn(parking::sweep(w.clone()));
         accept_loop(&w, &listener).await;
         listener.stop();
         drop(listener);

@@ -179,14 +179,6 @@ impl SendBatch {
             .sum()
     }
 
-    /// Frees the buffers' memory (an idle connection keeps only the message header).
-    pub fn release(&mut self) {
-        self.clear();
-        self.own = Vec::new();
-        self.chunks = Vec::new();
-        self.iov = Vec::new();
-    }
-
     /// Fills `out` with the queued pieces, in order, as many as fit; returns how many.
     pub fn io_slices<'a>(&'a self, out: &mut [std::io::IoSlice<'a>]) -> usize {
         let mut n = 0;

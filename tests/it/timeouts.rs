@@ -69,6 +69,44 @@ fn keepalive_timeout_restarts_with_each_request() {
 }
 
 #[test]
+fn parked_connections_each_close_at_their_own_deadline() {
+    // Past a short hot wait an idle connection parks, and the worker's sweeper closes it
+    // at its own keep-alive deadline. Two connections idle from different moments close
+    // at different times; one that keeps asking (parking and waking in between) stays.
+    let keepalive = Duration::from_millis(900);
+    let t = TestServer::with(files, |cfg| {
+        cfg.threads = 1;
+        cfg.keepalive_timeout = keepalive;
+    });
+    let idle_from = |delay: Duration| {
+        let mut c = t.connect();
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            c.get("/a.txt").assert_status(200);
+            let last = Instant::now();
+            assert!(c.read_until_closed().is_empty());
+            last.elapsed()
+        })
+    };
+    let early = idle_from(Duration::ZERO);
+    let late = idle_from(Duration::from_millis(500));
+    let mut busy = t.connect();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(2400) {
+        busy.get("/a.txt").assert_status(200);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    busy.get("/a.txt").assert_status(200);
+    for (name, waiter) in [("early", early), ("late", late)] {
+        let idle = waiter.join().unwrap();
+        assert!(
+            idle >= keepalive - Duration::from_millis(100) && idle < keepalive * 2,
+            "the {name} connection closed after {idle:?} idle (keep-alive {keepalive:?})"
+        );
+    }
+}
+
+#[test]
 fn dribbled_request_head_hits_the_header_deadline() {
     // header_timeout is a deadline for the whole head, not an idle timer: a
     // client sending a byte every 100 ms never gets to keep the connection.
