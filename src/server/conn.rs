@@ -534,6 +534,12 @@ impl Conn {
     }
 
     fn answer_joined(&mut self, req: &Request<'_>, now: Now) -> Step {
+        #[cfg(test)]
+        if super::fault::armed(super::fault::Fault::PanicInConnection)
+            && req.path == super::fault::PANIC_PATH.as_bytes()
+        {
+            panic!("injected fault: a connection's task");
+        }
         let w = self.w.clone();
         let date = w.date.get(now);
         let head_only = req.method == Method::Head;

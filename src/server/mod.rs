@@ -14,6 +14,8 @@
 
 mod clock;
 mod conn;
+#[cfg(test)]
+mod fault;
 mod listing;
 mod parking;
 mod respond;
@@ -328,4 +330,120 @@ fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Panics, injected with [`fault`] (test builds only): a panic in a connection ends that
+    //! connection; a panic in a worker's own loop ends the process with
+    //! [`EXIT_WORKER_PANIC`]. The second runs in a child process (this test binary, run
+    //! again for one ignored test), since it is meant to end the process.
+
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{IpAddr, TcpStream};
+    use std::process::Command;
+
+    fn engine() -> Io {
+        match std::env::var("FSERVE_TEST_IO").as_deref() {
+            Ok("epoll") => Io::Epoll,
+            _ => Io::Uring,
+        }
+    }
+
+    fn start(root: &Path, io: Io, threads: usize, max_connections: usize) -> Server {
+        std::fs::write(root.join("a.txt"), "alpha\n").unwrap();
+        let mut cfg = Config::new(root);
+        cfg.bind = IpAddr::from([127, 0, 0, 1]);
+        cfg.port = 0;
+        cfg.threads = threads;
+        cfg.max_connections = max_connections;
+        cfg.io = io;
+        Server::start(cfg).unwrap()
+    }
+
+    /// Sends one request and reads until the server closes (or 5 s pass).
+    fn exchange(addr: SocketAddr, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        // A reset is an answer too (the panicking task's socket is dropped).
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn a_panic_in_a_connection_ends_that_connection_only() {
+        for io in [Io::Uring, Io::Epoll] {
+            let dir = tempfile::tempdir().unwrap();
+            // One worker, one connection at a time: had the panic leaked the connection's
+            // slot, the next connection would never be served.
+            let server = start(dir.path(), io, 1, 1);
+            let addr = server.local_addr();
+            fault::arm(fault::Fault::PanicInConnection);
+            assert_eq!(exchange(addr, fault::PANIC_PATH), "", "{io:?}");
+            for _ in 0..3 {
+                let answer = exchange(addr, "/a.txt");
+                assert!(
+                    answer.starts_with("HTTP/1.1 200 OK\r\n"),
+                    "{io:?}: {answer:?}"
+                );
+                assert!(answer.ends_with("\r\n\r\nalpha\n"), "{io:?}: {answer:?}");
+            }
+            assert!(server.shutdown(), "{io:?}: a worker did not end cleanly");
+        }
+        fault::arm(fault::Fault::None);
+    }
+
+    #[test]
+    fn a_panic_in_a_worker_loop_exits_the_process_with_70() {
+        let exe = std::env::current_exe().unwrap();
+        for io in ["uring", "epoll"] {
+            let started = Instant::now();
+            let out = Command::new(&exe)
+                .args(["--exact", "server::tests::child_worker_loop_panics"])
+                .args(["--ignored", "--nocapture", "--test-threads=1"])
+                .env("FSERVE_TEST_IO", io)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(EXIT_WORKER_PANIC),
+                "{io}: the child ended with {:?}; its stderr:\n{stderr}",
+                out.status
+            );
+            assert!(
+                stderr.contains("injected fault: the accept loop")
+                    && stderr
+                        .contains("panicked (a bug: the message is above); exiting with code 70"),
+                "{io}: stderr does not say what happened:\n{stderr}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{io}: the child took {:?} to exit",
+                started.elapsed()
+            );
+        }
+    }
+
+    /// Run by [`a_panic_in_a_worker_loop_exits_the_process_with_70`] in a child process.
+    #[test]
+    #[ignore = "ends its process: run in a child by a_panic_in_a_worker_loop_exits_the_process_with_70"]
+    fn child_worker_loop_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start(dir.path(), engine(), 2, 64);
+        fault::arm(fault::Fault::PanicInAcceptLoop);
+        // A worker accepts this connection (once it has sent something: TCP_DEFER_ACCEPT),
+        // and its loop panics.
+        let _ = exchange(server.local_addr(), "/a.txt");
+        std::thread::sleep(Duration::from_secs(20));
+        // Not reached: the process has exited with EXIT_WORKER_PANIC. Returning here ends
+        // the child with 0, which the parent reports.
+    }
 }

@@ -199,6 +199,10 @@ async fn accept_loop(w: &Rc<Worker>, listener: &Listener) {
         };
         match accepted {
             Ok(sock) => {
+                #[cfg(test)]
+                if super::fault::armed(super::fault::Fault::PanicInAcceptLoop) {
+                    panic!("injected fault: the accept loop");
+                }
                 w.conns.set(w.conns.get() + 1);
                 let guard = ConnGuard(w.clone());
                 engine::spawn(conn::serve(guard, sock));
