@@ -68,6 +68,11 @@ impl From<rustix::io::Errno> for OpenError {
 }
 
 impl Meta {
+    /// The metadata of a file already open.
+    pub fn of(file: &File) -> io::Result<Meta> {
+        Ok(Meta::from_stat(&rustix::fs::fstat(file)?))
+    }
+
     fn from_stat(st: &rustix::fs::Stat) -> Meta {
         let kind = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
             rustix::fs::FileType::RegularFile => Kind::File,

@@ -374,7 +374,16 @@ fn cached(w: &Worker, key: &[u8], now: Now) -> Option<Rc<CachedFile>> {
     let cache = w.cache.borrow();
     let hit = cache.get(key, now.mono_ms)?;
     if !hit.stale && !hit.value.suspect.get() {
-        return Some(hit.value.clone());
+        match &hit.value.disk {
+            None => return Some(hit.value.clone()),
+            // A large file is held open: one fstat shows a rewrite in place (the same
+            // inode with a new length or mtime) at once, so that a head with the old
+            // length, or the old ETag over new bytes, never goes out.
+            Some(disk) if matches!(Meta::of(disk), Ok(m) if m == hit.value.meta) => {
+                return Some(hit.value.clone());
+            }
+            Some(_) => {}
+        }
     }
     let value = hit.value.clone();
     drop(cache);

@@ -238,6 +238,22 @@ fn edited_large_file_is_served_fresh() {
 }
 
 #[test]
+fn large_file_rewritten_in_place_is_served_fresh_at_once() {
+    // `cp` over a file rewrites it in place: the same inode, held open by the cache. The
+    // next request must carry the new length and bytes, not the old length over new bytes.
+    let t = TestServer::with(files, |_| {});
+    let mut c = t.connect();
+    assert_body_eq(&c.get("/large.bin").body, &large(), "before");
+    for (seed, len) in [(50, LARGE_LEN + 4096), (51, LARGE_LEN - 4096)] {
+        let next = pattern_bytes(len, seed);
+        write(&t.root, "large.bin", &next);
+        let r = c.get("/large.bin");
+        r.assert_status(200);
+        assert_body_eq(&r.body, &next, &format!("rewritten to {len} bytes"));
+    }
+}
+
+#[test]
 fn same_size_edit_is_served_fresh() {
     let t = TestServer::with(files, |_| {});
     let mut c = t.connect();
