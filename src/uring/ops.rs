@@ -109,11 +109,18 @@ pub enum Chunk {
 
 /// The bytes of one or more responses, gathered into one SENDMSG. Reused across requests so
 /// that a warm connection allocates nothing: [`SendBatch::clear`] keeps every capacity.
+///
+/// Its parts live in one heap allocation, so the batch itself is a pointer: it moves into
+/// and out of every send, and the futures that carry it stay small.
 pub struct SendBatch {
+    b: Box<Parts>,
+}
+
+struct Parts {
     own: Vec<u8>,
     chunks: Vec<Chunk>,
     iov: Vec<libc::iovec>,
-    msg: Box<libc::msghdr>,
+    msg: libc::msghdr,
 }
 
 impl Default for SendBatch {
@@ -125,53 +132,56 @@ impl Default for SendBatch {
 impl SendBatch {
     pub fn new() -> SendBatch {
         SendBatch {
-            own: Vec::new(),
-            chunks: Vec::new(),
-            iov: Vec::new(),
-            // SAFETY: msghdr is a plain C struct for which all-zero bytes is a valid value
-            // (null pointers, zero lengths).
-            msg: Box::new(unsafe { std::mem::zeroed() }),
+            b: Box::new(Parts {
+                own: Vec::new(),
+                chunks: Vec::new(),
+                iov: Vec::new(),
+                // SAFETY: msghdr is a plain C struct for which all-zero bytes is a valid
+                // value (null pointers, zero lengths).
+                msg: unsafe { std::mem::zeroed() },
+            }),
         }
     }
 
     /// The batch's own buffer: write bytes here, then [`SendBatch::push_own`] their range.
     pub fn own_buf(&mut self) -> &mut Vec<u8> {
-        &mut self.own
+        &mut self.b.own
     }
 
-    /// Queues `self.own[from..]` (bytes written since `from`).
+    /// Queues `self.b.own[from..]` (bytes written since `from`).
     pub fn push_own(&mut self, from: usize) {
-        let to = self.own.len();
+        let to = self.b.own.len();
         if from < to {
-            if let Some(Chunk::Own(last)) = self.chunks.last_mut() {
+            if let Some(Chunk::Own(last)) = self.b.chunks.last_mut() {
                 if last.end == from {
                     last.end = to;
                     return;
                 }
             }
-            self.chunks.push(Chunk::Own(from..to));
+            self.b.chunks.push(Chunk::Own(from..to));
         }
     }
 
     /// Queues `bytes[range]`, keeping `bytes` alive until sent.
     pub fn push_shared(&mut self, bytes: &Rc<[u8]>, range: Range<usize>) {
         if !range.is_empty() {
-            self.chunks.push(Chunk::Shared(bytes.clone(), range));
+            self.b.chunks.push(Chunk::Shared(bytes.clone(), range));
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+        self.b.chunks.is_empty()
     }
 
     /// Pieces queued (each becomes one iovec).
     pub fn chunk_count(&self) -> usize {
-        self.chunks.len()
+        self.b.chunks.len()
     }
 
     /// Bytes still to send.
     pub fn len(&self) -> usize {
-        self.chunks
+        self.b
+            .chunks
             .iter()
             .map(|c| match c {
                 Chunk::Own(r) | Chunk::Shared(_, r) => r.len(),
@@ -182,9 +192,9 @@ impl SendBatch {
     /// Fills `out` with the queued pieces, in order, as many as fit; returns how many.
     pub fn io_slices<'a>(&'a self, out: &mut [std::io::IoSlice<'a>]) -> usize {
         let mut n = 0;
-        for (slot, chunk) in out.iter_mut().zip(&self.chunks) {
+        for (slot, chunk) in out.iter_mut().zip(&self.b.chunks) {
             *slot = std::io::IoSlice::new(match chunk {
-                Chunk::Own(r) => &self.own[r.clone()],
+                Chunk::Own(r) => &self.b.own[r.clone()],
                 Chunk::Shared(b, r) => &b[r.clone()],
             });
             n += 1;
@@ -194,15 +204,15 @@ impl SendBatch {
 
     /// Forgets everything queued, keeping the capacity.
     pub fn clear(&mut self) {
-        self.own.clear();
-        self.chunks.clear();
-        self.iov.clear();
+        self.b.own.clear();
+        self.b.chunks.clear();
+        self.b.iov.clear();
     }
 
     /// Drops the first `n` bytes, after a send that took them.
     pub fn consume(&mut self, mut n: usize) {
         let mut done = 0;
-        for chunk in &mut self.chunks {
+        for chunk in &mut self.b.chunks {
             let r = match chunk {
                 Chunk::Own(r) | Chunk::Shared(_, r) => r,
             };
@@ -214,28 +224,28 @@ impl SendBatch {
                 break;
             }
         }
-        self.chunks.drain(..done);
-        if self.chunks.is_empty() {
-            self.own.clear();
+        self.b.chunks.drain(..done);
+        if self.b.chunks.is_empty() {
+            self.b.own.clear();
         }
     }
 
     /// Points the iovecs and the msghdr at the queued bytes.
     fn prepare(&mut self) -> *const libc::msghdr {
-        self.iov.clear();
-        for chunk in self.chunks.iter().take(MAX_IOVECS) {
+        self.b.iov.clear();
+        for chunk in self.b.chunks.iter().take(MAX_IOVECS) {
             let bytes: &[u8] = match chunk {
-                Chunk::Own(r) => &self.own[r.clone()],
+                Chunk::Own(r) => &self.b.own[r.clone()],
                 Chunk::Shared(b, r) => &b[r.clone()],
             };
-            self.iov.push(libc::iovec {
+            self.b.iov.push(libc::iovec {
                 iov_base: bytes.as_ptr() as *mut libc::c_void,
                 iov_len: bytes.len(),
             });
         }
-        self.msg.msg_iov = self.iov.as_mut_ptr();
-        self.msg.msg_iovlen = self.iov.len() as _;
-        &*self.msg
+        self.b.msg.msg_iov = self.b.iov.as_mut_ptr();
+        self.b.msg.msg_iovlen = self.b.iov.len() as _;
+        &self.b.msg
     }
 }
 
@@ -253,8 +263,8 @@ pub(super) async fn send(
         return (Ok(0), batch);
     }
     let msg = batch.prepare();
-    // SAFETY (buffer lifetime): `msg` points into `batch.msg` (a Box), whose iovecs point into
-    // `batch.iov` (a Vec), whose entries point into `batch.own` (a Vec) and into the `Rc<[u8]>`
+    // SAFETY (buffer lifetime): `msg` points into the batch's boxed parts, whose iovecs point
+    // into `batch.iov` (a Vec), whose entries point into `batch.own` (a Vec) and into the `Rc<[u8]>`
     // chunks that `batch.chunks` holds. The batch moves into the stable data, which
     // tokio-uring keeps alive until the completion arrives; moving a Box, a Vec or an Rc
     // moves none of the heap memory they point to, and nothing mutates the batch until the
