@@ -82,6 +82,30 @@ fn shutdown_with_idle_keepalive_connection_returns_and_closes_it() {
 }
 
 #[test]
+fn shutdown_closes_hot_and_parked_idle_connections_at_once() {
+    // A long grace period: only closing the idle connections promptly ends the drain soon.
+    let mut t = TestServer::with(files, |cfg| cfg.grace = Duration::from_secs(10));
+    let mut conns: Vec<Conn> = (0..10).map(|_| t.connect()).collect();
+    for c in &mut conns {
+        c.get("/").assert_status(200);
+    }
+    std::thread::sleep(Duration::from_millis(500)); // past the hot wait: parked
+    for _ in 0..10 {
+        let mut c = t.connect();
+        c.get("/").assert_status(200); // just answered: still hot
+        conns.push(c);
+    }
+    let took = t.shutdown_within(Duration::from_secs(8));
+    assert!(
+        took < Duration::from_secs(1),
+        "shutdown took {took:?} with 20 idle connections"
+    );
+    for c in &mut conns {
+        c.assert_closed();
+    }
+}
+
+#[test]
 fn shutdown_lets_an_in_flight_response_finish() {
     let mut t = TestServer::with(files, |cfg| cfg.grace = Duration::from_secs(5));
     let mut c = t.connect();
