@@ -63,9 +63,9 @@ impl Running {
         }
     }
 
-    fn signal(&self, sig: libc::c_int) {
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-        assert_eq!(rc, 0, "kill({}, {sig}) failed", self.child.id());
+    fn signal(&self, sig: Signal) {
+        rustix::process::kill_process(rustix::process::Pid::from_child(&self.child), sig)
+            .unwrap_or_else(|e| panic!("kill({}, {sig:?}) failed: {e}", self.child.id()));
     }
 
     fn wait_within(&mut self, within: Duration) -> ExitStatus {
@@ -178,7 +178,7 @@ fn serves_and_exits_0_on_sigterm() {
         assert_eq!(r.text(), "<h1>cli home</h1>\n");
         assert_eq!(r.header("Server"), Some("fserve"));
     }
-    run.signal(libc::SIGTERM);
+    run.signal(Signal::TERM);
     let status = run.wait_within(Duration::from_secs(5));
     assert_eq!(
         status.code(),
@@ -200,7 +200,7 @@ fn exits_0_on_sigint() {
     let mut c = Conn::open(SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port));
     c.get("/").assert_status(200);
     drop(c);
-    run.signal(libc::SIGINT);
+    run.signal(Signal::INT);
     let status = run.wait_within(Duration::from_secs(5));
     assert_eq!(
         status.code(),
@@ -219,7 +219,7 @@ fn sigterm_with_an_idle_keepalive_connection_exits_0() {
     let port = parse_start_line(&run.next_line(Duration::from_secs(10)), site.path(), 2);
     let mut c = Conn::open(SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port));
     c.get("/").assert_status(200);
-    run.signal(libc::SIGTERM);
+    run.signal(Signal::TERM);
     // Idle connections are closed at once, not after the whole grace period.
     let start = Instant::now();
     let status = run.wait_within(Duration::from_secs(5));
@@ -244,7 +244,7 @@ fn relative_root_is_printed_absolute() {
     let mut c = Conn::open(SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port));
     assert_eq!(c.get("/").text(), "<h1>cli home</h1>\n");
     drop(c);
-    run.signal(libc::SIGTERM);
+    run.signal(Signal::TERM);
     assert_eq!(run.wait_within(Duration::from_secs(5)).code(), Some(0));
 }
 
@@ -335,7 +335,7 @@ fn settings_from_environment_variables() {
     assert_eq!(c.get("/").text(), "<h1>cli home</h1>\n");
     c.get("/.env").assert_status(404);
     drop(c);
-    run.signal(libc::SIGTERM);
+    run.signal(Signal::TERM);
     assert_eq!(run.wait_within(Duration::from_secs(5)).code(), Some(0));
 }
 
@@ -363,6 +363,6 @@ fn hidden_flag_serves_dotfiles() {
     r.assert_status(200);
     assert_eq!(r.text(), "dotenv\n");
     drop(c);
-    run.signal(libc::SIGTERM);
+    run.signal(Signal::TERM);
     assert_eq!(run.wait_within(Duration::from_secs(5)).code(), Some(0));
 }

@@ -224,7 +224,7 @@ fn sigterm_drains_fifty_slow_downloads_then_exits_0() {
     // 64 KiB every 10 ms: at least 1.6 s per 10 MiB download.
     let (downloads, _) = start_downloads(addr, 50, 64 * 1024, Duration::from_millis(10));
     let signalled = Instant::now();
-    srv.signal(libc::SIGTERM);
+    srv.signal(Signal::TERM);
     let in_flight = downloads
         .iter()
         .filter(|(_, p)| p.load(Ordering::SeqCst) < LEN)
@@ -290,7 +290,7 @@ fn a_second_sigterm_during_the_drain_exits_at_once_with_130() {
     let addr = srv.addr;
     // 16 KiB every 100 ms: a 10 MiB download would take over a minute.
     let (downloads, hurry) = start_downloads(addr, 5, 16 * 1024, Duration::from_millis(100));
-    srv.signal(libc::SIGTERM);
+    srv.signal(Signal::TERM);
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         srv.try_wait().is_none(),
@@ -301,7 +301,7 @@ fn a_second_sigterm_during_the_drain_exits_at_once_with_130() {
         panic!("{v}");
     }
     let second = Instant::now();
-    srv.signal(libc::SIGTERM);
+    srv.signal(Signal::TERM);
     let status = srv.wait_within(Duration::from_secs(5));
     let took = second.elapsed();
     assert!(

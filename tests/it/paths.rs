@@ -107,14 +107,12 @@ fn dot_segments_inside_the_root_are_resolved() {
 #[test]
 fn fifo_is_not_served_and_does_not_hang() {
     let t = TestServer::with(files, |_| {});
-    let path = std::ffi::CString::new(
-        t.root
-            .join("pipe.txt")
-            .into_os_string()
-            .into_encoded_bytes(),
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        t.root.join("pipe.txt"),
+        rustix::fs::Mode::from_raw_mode(0o644),
     )
-    .unwrap();
-    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0, "mkfifo");
+    .expect("mkfifo");
     let mut c = t.connect();
     c.get("/pipe.txt").assert_error(404);
     // The worker is not stuck on it.

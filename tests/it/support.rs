@@ -11,6 +11,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tempfile::TempDir;
 
+/// The signals the tests send to the real binary (`Signal::TERM`, `Signal::INT`).
+pub use rustix::process::Signal;
+
 /// Read/write timeout on every client socket: a hang fails instead of stalling.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -1507,80 +1510,34 @@ pub fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Dur
     }
 }
 
-fn set_int_sockopt(stream: &TcpStream, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: the fd is a socket owned by `stream`, open for the whole call; the option
-    // value points to a live c_int and the length passed is its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            level,
-            name,
-            &value as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "setsockopt({level}, {name}): {}",
-        std::io::Error::last_os_error()
-    );
-}
-
 /// A small receive buffer, so a large response cannot sit in flight.
 pub fn set_rcvbuf(stream: &TcpStream, bytes: usize) {
-    set_int_sockopt(
-        stream,
-        libc::SOL_SOCKET,
-        libc::SO_RCVBUF,
-        bytes as libc::c_int,
-    );
+    socket2::SockRef::from(stream)
+        .set_recv_buffer_size(bytes)
+        .unwrap_or_else(|e| panic!("setsockopt(SO_RCVBUF, {bytes}): {e}"));
 }
 
 /// SO_LINGER {on, 0}: closing the socket then sends a RST instead of a FIN.
 pub fn set_linger_zero(stream: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: the fd is a socket owned by `stream`, open for the whole call; the option
-    // value points to a live `linger` and the length passed is its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &linger as *const libc::linger as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "setsockopt(SO_LINGER): {}",
-        std::io::Error::last_os_error()
-    );
+    socket2::SockRef::from(stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap_or_else(|e| panic!("setsockopt(SO_LINGER): {e}"));
 }
 
 /// Raise the soft open-file limit to at least `want` (capped at the hard limit);
 /// returns the soft limit in force afterwards.
 pub fn raise_nofile(want: u64) -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a live rlimit the call fills in.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    assert_eq!(rc, 0, "getrlimit: {}", std::io::Error::last_os_error());
-    if lim.rlim_cur < want {
-        lim.rlim_cur = want.min(lim.rlim_max);
-        // SAFETY: `lim` is a live, initialised rlimit that the call only reads.
-        let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
-        assert_eq!(rc, 0, "setrlimit: {}", std::io::Error::last_os_error());
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    // `None` is RLIM_INFINITY.
+    let cur = lim.current.unwrap_or(u64::MAX);
+    if cur >= want {
+        return cur;
     }
-    lim.rlim_cur
+    let new = want.min(lim.maximum.unwrap_or(u64::MAX));
+    lim.current = Some(new);
+    setrlimit(Resource::Nofile, lim).unwrap_or_else(|e| panic!("setrlimit: {e}"));
+    new
 }
 
 /// The real binary, started with `-p 0 -b 127.0.0.1 --io <engine>`, its port
@@ -1670,11 +1627,9 @@ impl BinServer {
         self.child.id() as libc::pid_t
     }
 
-    pub fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) with our own child's pid (not yet reaped: Drop waits) and a
-        // valid signal number touches no memory of ours.
-        let rc = unsafe { libc::kill(self.pid(), sig) };
-        assert_eq!(rc, 0, "kill({}, {sig}) failed", self.pid());
+    pub fn signal(&self, sig: Signal) {
+        rustix::process::kill_process(rustix::process::Pid::from_child(&self.child), sig)
+            .unwrap_or_else(|e| panic!("kill({}, {sig:?}) failed: {e}", self.pid()));
     }
 
     /// The exit status if it has exited.

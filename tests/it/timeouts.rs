@@ -176,17 +176,7 @@ fn stalled_reader_is_dropped_after_send_timeout() {
     );
     let mut c = t.connect();
     // A small receive buffer so the response cannot fit in flight.
-    let small: libc::c_int = 16 * 1024;
-    let rc = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&c.stream),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            &small as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "setsockopt SO_RCVBUF");
+    set_rcvbuf(&c.stream, 16 * 1024);
     c.send(request("GET", "/huge.bin", &[]));
     std::thread::sleep(Duration::from_millis(1300));
     // The server meanwhile serves others.
