@@ -101,6 +101,13 @@ impl Socket {
         }
     }
 
+    pub fn try_recv(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        match self {
+            Socket::Uring(s) => s.try_recv(buf),
+            Socket::Epoll(s) => s.try_recv(buf),
+        }
+    }
+
     pub async fn cancel_pending(&self) {
         match self {
             Socket::Uring(s) => s.cancel_pending().await,

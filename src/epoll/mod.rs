@@ -123,6 +123,20 @@ impl Socket {
         self.inner.readable().await
     }
 
+    /// Receives what is already there into the spare capacity of `buf`, without waiting
+    /// (`ErrorKind::WouldBlock`: nothing yet); `Ok(0)` is the peer's end of stream.
+    pub fn try_recv(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        if buf.len() == buf.capacity() {
+            buf.reserve(1);
+        }
+        self.inner.try_io(Interest::READABLE, || {
+            Ok(rustix::io::read(
+                &self.inner,
+                rustix::buffer::spare_capacity(&mut *buf),
+            )?)
+        })
+    }
+
     /// Ends a pending [`Socket::recv`] with ECANCELED, handing back its buffer, as the
     /// io_uring engine's cancellation does. (Other waits here end by being dropped.)
     pub async fn cancel_pending(&self) {

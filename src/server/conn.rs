@@ -115,8 +115,22 @@ async fn park(idle: Parked, deadline: Instant) {
     };
     drop(ticket);
     if let Woke::Readable = woke {
+        // Read here what woke it: a client that left (the common end of an idle
+        // connection) is closed without a serving task, so thousands leaving at once cost
+        // no burst of tasks; a request goes to the new task already in its buffer.
+        let mut buf = Vec::with_capacity(INITIAL_RECV_BYTES);
+        match idle.sock.try_recv(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return,
+        }
         let conn = Conn::new(idle.guard, idle.sock, idle.nodelay);
-        engine::spawn(drive(conn, Vec::with_capacity(INITIAL_RECV_BYTES), true));
+        engine::spawn(drive(conn, buf, true));
     }
 }
 

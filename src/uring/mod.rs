@@ -274,6 +274,20 @@ impl Socket {
         ops::poll_out(&self.fd).await
     }
 
+    /// Receives what is already there into the spare capacity of `buf`, without waiting
+    /// (`ErrorKind::WouldBlock`: nothing yet); `Ok(0)` is the peer's end of stream.
+    pub fn try_recv(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        if buf.len() == buf.capacity() {
+            buf.reserve(1);
+        }
+        let (n, _) = rustix::net::recv(
+            &*self.fd,
+            rustix::buffer::spare_capacity(buf),
+            rustix::net::RecvFlags::DONTWAIT,
+        )?;
+        Ok(n)
+    }
+
     /// Waits until the socket has bytes to read, or the peer closed or failed: an idle
     /// connection waits here without lending the kernel a buffer.
     pub async fn readable(&self) -> io::Result<()> {

@@ -373,6 +373,29 @@ fn two_hundred_resets_mid_response_leak_nothing() {
 }
 
 #[test]
+fn parked_connections_whose_clients_leave_or_reset_are_closed() {
+    let _heavy = heavy_lock();
+    let t = TestServer::with(files, |_| {});
+    for _ in 0..8 {
+        t.get("/a.txt").assert_status(200);
+    }
+    let baseline = open_fd_count();
+    let mut conns: Vec<Conn> = (0..400).map(|_| t.connect()).collect();
+    for c in &mut conns {
+        assert_eq!(c.get("/a.txt").assert_status(200).body, SMALL);
+    }
+    std::thread::sleep(Duration::from_millis(500)); // past the hot wait: parked
+    // Half leave with a FIN, half with a reset; all at once.
+    for (i, c) in conns.iter().enumerate() {
+        if i % 2 == 1 {
+            set_linger_zero(&c.stream);
+        }
+    }
+    drop(conns);
+    assert_recovers(&t, baseline, "400 parked clients leaving");
+}
+
+#[test]
 fn two_thousand_resets_at_once_leak_nothing_and_a_normal_client_stays_fast() {
     let _heavy = heavy_lock();
     const COUNT: usize = 2000;
