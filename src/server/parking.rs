@@ -4,7 +4,7 @@
 //! no timer and no shutdown listener of its own: its keep-alive deadline sits in this
 //! worker's [`Parking`], and one sweeper task per worker wakes each connection whose
 //! deadline has passed (and all of them when shutdown begins). Ten thousand idle
-//! connections then cost ten thousand small tasks and a heap of 16-byte entries.
+//! connections then cost ten thousand small tasks and a heap of 24-byte entries.
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
