@@ -41,8 +41,9 @@ const MIN_RECV_SPACE: usize = 512;
 /// pipelined requests are buffered.
 const FLUSH_CHUNKS: usize = 256;
 const FLUSH_OWN_BYTES: usize = 64 * 1024;
-/// Bytes sent by sendfile before the connection yields its turn by waiting on the ring, so
-/// one fast download cannot hold the core.
+/// Bytes sent by sendfile before the connection yields its turn, so one fast download
+/// cannot hold the core: it resumes after the other ready connections have run and the
+/// runtime has collected new completions and readiness.
 const SENDFILE_SLICE: usize = 1024 * 1024;
 /// After an error response, read and drop what the client still sends for at most this
 /// long and this many bytes before closing, so the close does not reset the response away.
@@ -792,13 +793,14 @@ impl Conn {
         }
     }
 
-    /// Sends `len` bytes of `file` from offset `first` with sendfile, waiting on the ring when the
-    /// socket is full, and after every [`SENDFILE_SLICE`] bytes to let others run.
+    /// Sends `len` bytes of `file` from offset `first` with sendfile, waiting for writability
+    /// when the socket is full, and yielding after every [`SENDFILE_SLICE`] bytes to let
+    /// others run.
     async fn stream(&mut self, file: &File, first: u64, len: u64) -> io::Result<()> {
         let timeout = self.w.cfg().send_timeout;
         let mut offset = first;
         let end = first + len;
-        let mut since_wait = 0usize;
+        let mut since_slice = 0usize;
         while offset < end {
             let want = (end - offset).min(SENDFILE_SLICE as u64) as usize;
             let must_wait = match self.sock.sendfile(file.as_fd(), &mut offset, want) {
@@ -811,15 +813,19 @@ impl Conn {
                     ));
                 }
                 Ok(n) => {
-                    since_wait += n;
-                    since_wait >= SENDFILE_SLICE
+                    since_slice += n;
+                    if since_slice >= SENDFILE_SLICE {
+                        since_slice = 0;
+                        tokio::task::yield_now().await;
+                    }
+                    false
                 }
+                // The socket is full: wait until it drains.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
                 Err(e) => return Err(e),
             };
             if must_wait && offset < end {
-                since_wait = 0;
                 self.timer.as_mut().reset(Instant::now() + timeout);
                 let writable = self.sock.writable();
                 tokio::pin!(writable);

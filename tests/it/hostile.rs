@@ -292,6 +292,39 @@ fn a_client_that_never_reads_is_abandoned_after_the_send_timeout() {
     stats.assert_healthy(10, LATENCY_LIMIT, "beside a stalled reader");
 }
 
+#[test]
+fn fast_downloads_on_one_worker_leave_room_for_small_requests() {
+    // Four readers as fast as loopback allows, all on the one worker: a small request
+    // beside them is still answered promptly (each download takes turns: it waits when
+    // its socket is full and yields after every slice of its body).
+    let _heavy = heavy_lock();
+    let t = TestServer::with(files, |cfg| cfg.threads = 1);
+    let probe = probe(&t);
+    let until = Instant::now() + Duration::from_secs(2);
+    let downloads: Vec<_> = (0..4)
+        .map(|_| {
+            let mut c = t.connect();
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while Instant::now() < until {
+                    let r = c.get("/big.bin");
+                    assert_eq!(r.assert_status(200).body.len(), BIG_LEN);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let done: usize = downloads.into_iter().map(|d| d.join().unwrap()).sum();
+    let stats = probe.finish();
+    eprintln!(
+        "4 fast downloaders: {done} bodies of {BIG_LEN} bytes; probe {} ok, max {:?}",
+        stats.ok(),
+        stats.max()
+    );
+    stats.assert_healthy(10, LATENCY_LIMIT, "beside four fast downloads");
+}
+
 // ---------------------------------------------------------------------------
 // 3. Resets in the middle of a response
 // ---------------------------------------------------------------------------
