@@ -15,7 +15,8 @@
 //! Ops used, all single-completion: ACCEPT, RECV, SENDMSG, POLL_ADD, ASYNC_CANCEL. Large
 //! file bodies go out with `sendfile(2)` on the non-blocking socket; when it would block, a
 //! POLL_ADD on the ring waits for writability (DESIGN.md: io_uring splice punts to kernel
-//! workers).
+//! workers). A parked idle connection waits with POLL_ADD too, and reads what woke it with
+//! one non-blocking recv(2) before a serving task takes it back to the ring.
 
 mod ops;
 
