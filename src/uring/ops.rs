@@ -148,7 +148,7 @@ impl SendBatch {
         &mut self.b.own
     }
 
-    /// Queues `self.b.own[from..]` (bytes written since `from`).
+    /// Queues the own buffer from `from` on (bytes written since `from`).
     pub fn push_own(&mut self, from: usize) {
         let to = self.b.own.len();
         if from < to {
