@@ -1,12 +1,72 @@
-//! The command line: raw flags (clap), turned into a [`Config`].
+//! The command line: raw flags (clap), turned into a [`Config`]. Parsing only: every
+//! default comes from the constants in `config`, and every check of a value's sense
+//! happens there ([`Config::resolve`]), not here.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::builder::PossibleValue;
+use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, Io};
+
+/// `--io`'s values (clap stays out of `config`).
+impl ValueEnum for Io {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Io::Auto, Io::Uring, Io::Epoll]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            Io::Auto => PossibleValue::new("auto")
+                .help("io_uring when the kernel allows it, else epoll (saying why, once)"),
+            Io::Uring => PossibleValue::new("uring")
+                .help("io_uring or nothing: a refusal is a start-up error"),
+            Io::Epoll => PossibleValue::new("epoll").help("epoll, even where io_uring works"),
+        })
+    }
+}
+
+/// A duration flag's value; shown as it is written (`10s`, `500ms`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms % 1000 == 0 {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+/// A size flag's value; shown as it is written (`128KiB`, `64MiB`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
+            if n != 0 && n % (1 << shift) == 0 {
+                return write!(f, "{}{unit}", n >> shift);
+            }
+        }
+        write!(f, "{n}")
+    }
+}
+
+fn dur(s: &str) -> Result<Dur, String> {
+    parse_duration(s).map(Dur)
+}
+
+fn size(s: &str) -> Result<Size, String> {
+    parse_bytes(s).map(Size)
+}
 
 /// A static file server for Linux: HTTP/1.1, one io_uring ring per CPU core.
 #[derive(Parser, Debug)]
@@ -29,7 +89,7 @@ pub struct Args {
     pub port: u16,
 
     /// Address to listen on
-    #[arg(short, long, default_value = "0.0.0.0", env = "FSERVE_BIND")]
+    #[arg(short, long, default_value_t = config::DEFAULT_BIND, env = "FSERVE_BIND")]
     pub bind: IpAddr,
 
     /// Worker threads, each with its own io_uring ring [default: CPUs available to this process]
@@ -37,12 +97,12 @@ pub struct Args {
     pub threads: Option<usize>,
 
     /// I/O engine: io_uring where the kernel allows it, else epoll (auto); or force one
-    #[arg(long, value_enum, default_value_t = config::Io::Auto, env = "FSERVE_IO")]
-    pub io: config::Io,
+    #[arg(long, value_enum, default_value_t = Io::default(), env = "FSERVE_IO")]
+    pub io: Io,
 
     /// Time in-flight responses get to finish after SIGINT/SIGTERM
-    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "FSERVE_GRACE")]
-    pub grace: Duration,
+    #[arg(long, default_value_t = Dur(config::DEFAULT_GRACE), value_parser = dur, env = "FSERVE_GRACE")]
+    pub grace: Dur,
 
     /// Serve dotfiles (hidden with 404 by default, except /.well-known/)
     #[arg(long, env = "FSERVE_HIDDEN")]
@@ -53,24 +113,24 @@ pub struct Args {
     pub max_header_bytes: usize,
 
     /// Deadline for a whole request head to arrive
-    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "FSERVE_HEADER_TIMEOUT")]
-    pub header_timeout: Duration,
+    #[arg(long, default_value_t = Dur(config::DEFAULT_HEADER_TIMEOUT), value_parser = dur, env = "FSERVE_HEADER_TIMEOUT")]
+    pub header_timeout: Dur,
 
     /// Idle time after which a persistent connection is closed
-    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "FSERVE_KEEPALIVE_TIMEOUT")]
-    pub keepalive_timeout: Duration,
+    #[arg(long, default_value_t = Dur(config::DEFAULT_KEEPALIVE_TIMEOUT), value_parser = dur, env = "FSERVE_KEEPALIVE_TIMEOUT")]
+    pub keepalive_timeout: Dur,
 
     /// Time a response may go without progress before it is abandoned
-    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "FSERVE_SEND_TIMEOUT")]
-    pub send_timeout: Duration,
+    #[arg(long, default_value_t = Dur(config::DEFAULT_SEND_TIMEOUT), value_parser = dur, env = "FSERVE_SEND_TIMEOUT")]
+    pub send_timeout: Dur,
 
     /// Open connections for the whole server (split over workers); beyond it, new ones wait in the kernel's backlog
     #[arg(long, default_value_t = config::DEFAULT_MAX_CONNECTIONS, env = "FSERVE_MAX_CONNECTIONS")]
     pub max_connections: usize,
 
-    /// Files up to this size are served from memory (e.g. 128KiB)
-    #[arg(long, default_value = "128KiB", value_parser = parse_bytes, env = "FSERVE_CACHE_MAX_FILE")]
-    pub cache_max_file: u64,
+    /// Files up to this size are served from memory (e.g. 128KiB; at most a quarter of --cache-size)
+    #[arg(long, default_value_t = Size(config::DEFAULT_CACHE_MAX_FILE_BYTES), value_parser = size, env = "FSERVE_CACHE_MAX_FILE")]
+    pub cache_max_file: Size,
 
     /// Cache-Control for every file but HTML (HTML always gets `no-cache`), e.g. "public, max-age=3600"
     #[arg(long, value_name = "VALUE", env = "FSERVE_CACHE_CONTROL")]
@@ -101,8 +161,8 @@ pub struct Args {
     pub cors: bool,
 
     /// Memory for cached files, per worker (e.g. 64MiB)
-    #[arg(long, default_value = "64MiB", value_parser = parse_bytes, env = "FSERVE_CACHE_SIZE")]
-    pub cache_size: u64,
+    #[arg(long, default_value_t = Size(config::DEFAULT_CACHE_BYTES), value_parser = size, env = "FSERVE_CACHE_SIZE")]
+    pub cache_size: Size,
 }
 
 /// Subcommands; without one, fserve serves ROOT.
@@ -122,15 +182,15 @@ impl Args {
         c.bind = self.bind;
         c.threads = self.threads.unwrap_or(0);
         c.io = self.io;
-        c.grace = self.grace;
+        c.grace = self.grace.0;
         c.hidden = self.hidden;
         c.max_header_bytes = self.max_header_bytes;
-        c.header_timeout = self.header_timeout;
-        c.keepalive_timeout = self.keepalive_timeout;
-        c.send_timeout = self.send_timeout;
+        c.header_timeout = self.header_timeout.0;
+        c.keepalive_timeout = self.keepalive_timeout.0;
+        c.send_timeout = self.send_timeout.0;
         c.max_connections = self.max_connections;
-        c.cache_max_file_bytes = self.cache_max_file;
-        c.cache_bytes = self.cache_size;
+        c.cache_max_file_bytes = self.cache_max_file.0;
+        c.cache_bytes = self.cache_size.0;
         c.cache_control = self.cache_control;
         c.immutable = self.immutable;
         c.spa = self.spa;
@@ -255,6 +315,25 @@ mod tests {
         assert_eq!(args.command, None);
         assert_eq!(args.root, PathBuf::from("healthcheck"));
         assert!(Args::try_parse_from(["fserve", "healthcheck", "a", "b"]).is_err());
+    }
+
+    #[test]
+    fn shown_defaults_parse_back_to_themselves() {
+        for d in [
+            Dur(Duration::from_secs(10)),
+            Dur(Duration::from_millis(1500)),
+        ] {
+            assert_eq!(dur(&d.to_string()), Ok(d));
+        }
+        for n in [
+            Size(128 << 10),
+            Size(64 << 20),
+            Size(1 << 30),
+            Size(1000),
+            Size(0),
+        ] {
+            assert_eq!(size(&n.to_string()), Ok(n));
+        }
     }
 
     #[test]

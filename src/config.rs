@@ -1,11 +1,21 @@
-//! The server's settings, with their defaults and bounds. Built from the command line by
-//! `cli`, or directly by tests and embedders; checked by [`Config::validate`] before use.
+//! The server's settings, with their defaults and bounds, in two steps:
+//! - [`Config`]: the builder, as given (by `cli` from the flags, or by tests and embedders
+//!   with [`Config::new`]); every default comes from the constants below.
+//! - [`Settings`]: the same values checked and resolved once, before any thread starts,
+//!   with every derived value (worker count, each worker's share of connections and cache,
+//!   the site header bytes, the defer-accept seconds) computed here and nowhere else.
+//!
+//! A value that makes no sense is a [`ConfigError`] naming the flag, one line: the cause
+//! and the fix. This module knows nothing of clap and reads no environment.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub const DEFAULT_PORT: u16 = 8080;
+/// Every IPv4 interface.
+pub const DEFAULT_BIND: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 /// Longest request head (request line and header fields); longer is 431.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -23,9 +33,37 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 65_536;
 pub const DEFAULT_CACHE_MAX_FILE_BYTES: u64 = 128 * 1024;
 /// Memory for cached files, per worker.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// The largest cached file may take at most this fraction of the cache (1/4): a cache that
+/// holds fewer than four files churns on every miss.
+pub const CACHE_MAX_FILE_DIVISOR: u64 = 4;
+/// Most worker threads.
+pub const MAX_THREADS: usize = 1024;
+/// Open files a worker may hold beside its connections (held-open large files, its ring,
+/// listener and runtime), for the open-file budget checked at start-up.
+pub const FILES_PER_WORKER: u64 = 1024;
+/// Open files the process needs beside the workers' (stdio, the root, the admin side).
+pub const FILES_SLACK: u64 = 64;
+
+/// Header fields `--header` may not set: framing and connection management belong to the
+/// server (RFC 9112 §6, RFC 9110 §7.6.1), and a second Date or Server field would
+/// contradict the server's own. `Host` is a request field.
+pub const FORBIDDEN_SITE_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "host",
+    "date",
+    "server",
+    "content-range",
+];
 
 /// Which I/O engine to run on.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Io {
     /// io_uring when the kernel allows it, else epoll (saying why, once).
     #[default]
@@ -79,7 +117,7 @@ impl Config {
     pub fn new(root: impl Into<PathBuf>) -> Config {
         Config {
             root: root.into(),
-            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            bind: DEFAULT_BIND,
             port: DEFAULT_PORT,
             threads: 0,
             io: Io::Auto,
@@ -112,49 +150,72 @@ impl Config {
         }
     }
 
-    /// Checks the bounds; the error says which setting and what is allowed.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the bounds; the error names the flag and says what is allowed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |flag, message: String| Err(ConfigError { flag, message });
         if !(MIN_MAX_HEADER_BYTES..=MAX_MAX_HEADER_BYTES).contains(&self.max_header_bytes) {
-            return Err(format!(
-                "--max-header-bytes {} is out of range; use {MIN_MAX_HEADER_BYTES} to {MAX_MAX_HEADER_BYTES}",
-                self.max_header_bytes
-            ));
+            return err(
+                "--max-header-bytes",
+                format!(
+                    "--max-header-bytes {} is out of range; use {MIN_MAX_HEADER_BYTES} to {MAX_MAX_HEADER_BYTES}",
+                    self.max_header_bytes
+                ),
+            );
         }
-        if self.threads > 1024 {
-            return Err(format!(
-                "--threads {} is too many; use 1 to 1024 (0 = one per CPU)",
-                self.threads
-            ));
+        if self.threads > MAX_THREADS {
+            return err(
+                "--threads",
+                format!(
+                    "--threads {} is too many; use 1 to {MAX_THREADS} (0 = one per CPU)",
+                    self.threads
+                ),
+            );
         }
         if self.max_connections < self.workers() {
-            return Err(format!(
-                "--max-connections {} is below the worker count {}; allow at least one per worker",
-                self.max_connections,
-                self.workers()
-            ));
+            return err(
+                "--max-connections",
+                format!(
+                    "--max-connections {} is below the worker count {}; allow at least one per worker",
+                    self.max_connections,
+                    self.workers()
+                ),
+            );
         }
-        for (name, d) in [
+        for (flag, d) in [
             ("--header-timeout", self.header_timeout),
             ("--keepalive-timeout", self.keepalive_timeout),
             ("--send-timeout", self.send_timeout),
         ] {
             if d.is_zero() {
-                return Err(format!("{name} must be above zero (for example 10s)"));
+                return err(flag, format!("{flag} must be above zero (for example 10s)"));
             }
+        }
+        if self.cache_bytes == 0 {
+            return err(
+                "--cache-size",
+                "--cache-size 0 leaves no memory for cached files; give at least 4 times --cache-max-file (default 64MiB)".into(),
+            );
+        }
+        if self.cache_max_file_bytes > self.cache_bytes / CACHE_MAX_FILE_DIVISOR {
+            return err(
+                "--cache-max-file",
+                format!(
+                    "--cache-max-file {} is above a quarter of --cache-size {}; lower it to at most {} or raise --cache-size",
+                    self.cache_max_file_bytes,
+                    self.cache_bytes,
+                    self.cache_bytes / CACHE_MAX_FILE_DIVISOR
+                ),
+            );
         }
         for (name, value) in &self.headers {
-            if name.is_empty() || !name.bytes().all(is_token_byte) {
-                return Err(format!(
-                    "--header {name:?}: the name must be a token (letters, digits, -)"
-                ));
-            }
-            if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                return Err(format!("--header {name}: the value must be one line"));
-            }
+            check_site_header(name, value)?;
         }
         if let Some(cc) = &self.cache_control {
-            if cc.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                return Err("--cache-control: the value must be one line".into());
+            if cc.bytes().any(is_forbidden_value_byte) {
+                return err(
+                    "--cache-control",
+                    "--cache-control: the value must be one line of visible characters (no control bytes)".into(),
+                );
             }
         }
         if let Some(spa) = &self.spa {
@@ -163,17 +224,251 @@ impl Config {
                     .components()
                     .any(|c| matches!(c, std::path::Component::ParentDir))
             {
-                return Err(format!(
-                    "--spa {}: give a file inside the root, relative to it (e.g. --spa index.html)",
-                    spa.display()
-                ));
+                return err(
+                    "--spa",
+                    format!(
+                        "--spa {}: give a file inside the root, relative to it (e.g. --spa index.html)",
+                        spa.display()
+                    ),
+                );
             }
         }
         Ok(())
     }
+
+    /// Checks every value and computes every derived one, once. `root` is the directory to
+    /// serve, already resolved to an absolute path by the caller (which reports a missing
+    /// root as its own error); it replaces `self.root`.
+    pub fn resolve(mut self, root: PathBuf) -> Result<Settings, ConfigError> {
+        self.validate()?;
+        self.root = root;
+        if let Some(spa) = &self.spa {
+            if !self.root.join(spa).is_file() {
+                return Err(ConfigError {
+                    flag: "--spa",
+                    message: format!(
+                        "--spa {}: no such file under {}; give a file that exists there, relative to it (e.g. --spa index.html)",
+                        spa.display(),
+                        self.root.display()
+                    ),
+                });
+            }
+        }
+        let workers = self.workers();
+        let mut site_fields = Vec::new();
+        for (name, value) in &self.headers {
+            site_fields.extend_from_slice(name.as_bytes());
+            site_fields.extend_from_slice(b": ");
+            site_fields.extend_from_slice(value.as_bytes());
+            site_fields.extend_from_slice(b"\r\n");
+        }
+        if self.cors {
+            site_fields.extend_from_slice(CORS_FIELDS);
+        }
+        Ok(Settings {
+            worker_count: workers,
+            max_conns_per_worker: self.max_connections.div_ceil(workers).max(1),
+            cache_bytes_per_worker: usize::try_from(self.cache_bytes).unwrap_or(usize::MAX),
+            cache_max_file: usize::try_from(self.cache_max_file_bytes).unwrap_or(usize::MAX),
+            site_fields,
+            defer_accept_secs: u32::try_from(self.header_timeout.as_secs().max(1))
+                .unwrap_or(u32::MAX),
+            open_files_needed: (self.max_connections as u64)
+                .saturating_add(FILES_PER_WORKER.saturating_mul(workers as u64))
+                .saturating_add(FILES_SLACK),
+            cfg: self,
+        })
+    }
+}
+
+/// The CORS fields every response carries with `--cors` (preflight answers add their own).
+pub const CORS_FIELDS: &[u8] = b"Access-Control-Allow-Origin: *\r\n\
+      Access-Control-Expose-Headers: Content-Length, Content-Range, Accept-Ranges, ETag\r\n";
+
+/// The settings a running server reads: a validated [`Config`] (its fields, through
+/// `Deref`, are the flags as given, defaults filled in) plus every value derived from it.
+/// Built once by [`Config::resolve`] before any thread starts; read-only afterwards.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    cfg: Config,
+    /// Worker threads (`--threads`, or one per CPU this process may use).
+    pub worker_count: usize,
+    /// Each worker's share of `--max-connections` (at least 1).
+    pub max_conns_per_worker: usize,
+    /// Each worker's cache budget in bytes (`--cache-size`).
+    pub cache_bytes_per_worker: usize,
+    /// The largest file held in memory, in bytes (`--cache-max-file`).
+    pub cache_max_file: usize,
+    /// Field lines every response carries: `--header`s, and CORS with `--cors`.
+    pub site_fields: Vec<u8>,
+    /// TCP_DEFER_ACCEPT seconds: the header timeout, at least 1.
+    pub defer_accept_secs: u32,
+    /// Open files the flags may need at once: every connection, what each worker holds
+    /// beside them ([`FILES_PER_WORKER`]) and [`FILES_SLACK`].
+    pub open_files_needed: u64,
+}
+
+impl std::ops::Deref for Settings {
+    type Target = Config;
+
+    fn deref(&self) -> &Config {
+        &self.cfg
+    }
+}
+
+impl Settings {
+    /// The worker count (as [`Config::workers`], resolved once).
+    pub fn workers(&self) -> usize {
+        self.worker_count
+    }
+}
+
+/// A setting that makes no sense. Its `Display` is one line: the cause and the fix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The flag at fault, e.g. `--cache-size`.
+    pub flag: &'static str,
+    message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A `--header` field: a token name that the server does not own, and a value of visible
+/// characters, spaces and tabs only (RFC 9110 §5.5: no CR, LF, NUL or other control byte).
+fn check_site_header(name: &str, value: &str) -> Result<(), ConfigError> {
+    let err = |message: String| {
+        Err(ConfigError {
+            flag: "--header",
+            message,
+        })
+    };
+    if name.is_empty() || !name.bytes().all(is_token_byte) {
+        return err(format!(
+            "--header {name:?}: the name must be a token (letters, digits, -)"
+        ));
+    }
+    if FORBIDDEN_SITE_HEADERS
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(name))
+    {
+        return err(format!(
+            "--header {name}: fserve sets {name} itself (framing, connection and date fields are the server's); remove this --header"
+        ));
+    }
+    if value.bytes().any(is_forbidden_value_byte) {
+        return err(format!(
+            "--header {name}: the value has a control byte (CR, LF, NUL…); give one line of visible characters"
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes a field value may not hold: controls other than HTAB, and DEL (RFC 9110 §5.5).
+fn is_forbidden_value_byte(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
 }
 
 /// RFC 9110 §5.6.2 tchar.
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(f: impl FnOnce(&mut Config)) -> Result<(), ConfigError> {
+        let mut c = Config::new(".");
+        f(&mut c);
+        c.validate()
+    }
+
+    #[test]
+    fn each_bad_value_names_its_flag() {
+        let cases: [(&str, Box<dyn FnOnce(&mut Config)>); 9] = [
+            ("--cache-size", Box::new(|c| c.cache_bytes = 0)),
+            (
+                "--cache-max-file",
+                Box::new(|c| {
+                    c.cache_bytes = 1 << 20;
+                    c.cache_max_file_bytes = (1 << 18) + 1;
+                }),
+            ),
+            ("--max-header-bytes", Box::new(|c| c.max_header_bytes = 10)),
+            ("--threads", Box::new(|c| c.threads = MAX_THREADS + 1)),
+            (
+                "--send-timeout",
+                Box::new(|c| c.send_timeout = Duration::ZERO),
+            ),
+            (
+                "--header",
+                Box::new(|c| c.headers = vec![("Transfer-Encoding".into(), "chunked".into())]),
+            ),
+            (
+                "--header",
+                Box::new(|c| c.headers = vec![("X-A".into(), "a\rb".into())]),
+            ),
+            (
+                "--header",
+                Box::new(|c| c.headers = vec![("X-A".into(), "a\u{1}b".into())]),
+            ),
+            ("--spa", Box::new(|c| c.spa = Some("../x.html".into()))),
+        ];
+        for (flag, f) in cases {
+            let e = with(f).expect_err(flag);
+            assert_eq!(e.flag, flag, "{e}");
+            assert!(e.to_string().starts_with(flag), "{e}");
+            assert!(!e.to_string().contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn framing_and_hop_by_hop_headers_are_refused_in_any_case() {
+        for name in FORBIDDEN_SITE_HEADERS {
+            for n in [name.to_string(), name.to_ascii_uppercase()] {
+                let e = with(|c| c.headers = vec![(n.clone(), "x".into())]).expect_err(&n);
+                assert_eq!(e.flag, "--header");
+            }
+        }
+        with(|c| c.headers = vec![("X-Frame-Options".into(), "DENY\tx".into())]).unwrap();
+    }
+
+    #[test]
+    fn a_quarter_of_the_cache_is_the_largest_cached_file() {
+        with(|c| {
+            c.cache_bytes = 1 << 20;
+            c.cache_max_file_bytes = 1 << 18;
+        })
+        .unwrap();
+        with(|_| {}).unwrap();
+    }
+
+    #[test]
+    fn derived_values_are_computed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), "x").unwrap();
+        let mut c = Config::new(dir.path());
+        c.threads = 3;
+        c.max_connections = 10;
+        c.cors = true;
+        c.headers = vec![("X-A".into(), "1".into())];
+        c.spa = Some("index.html".into());
+        let s = c.clone().resolve(dir.path().to_path_buf()).unwrap();
+        assert_eq!((s.workers(), s.max_conns_per_worker), (3, 4));
+        assert!(
+            s.site_fields
+                .starts_with(b"X-A: 1\r\nAccess-Control-Allow-Origin: *\r\n")
+        );
+        assert_eq!(s.defer_accept_secs, 10);
+        assert_eq!(s.hidden, c.hidden);
+        c.spa = Some("missing.html".into());
+        let e = c.resolve(dir.path().to_path_buf()).unwrap_err();
+        assert_eq!(e.flag, "--spa");
+    }
 }

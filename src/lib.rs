@@ -3,20 +3,23 @@
 //! Layers (a layer may use those below it, never those above):
 //! - [`server`]: listeners, workers, connections, timeouts, shutdown; maps I/O to statuses.
 //! - [`http`]: pure HTTP/1.1 parsing and encoding. [`fs`]: path policy, files, cache.
-//! - [`engine`]: the I/O engine a worker runs on: [`uring`] (io_uring, the only module that
-//!   names tokio-uring or io-uring) or [`epoll`] (the fallback where io_uring is refused).
+//! - `engine`: the runtime and the I/O engine a worker runs on: io_uring (the only module
+//!   that names tokio-uring or io-uring, and the only one allowed `unsafe` code) or epoll
+//!   (the fallback where io_uring is refused). Crate-private: server/ alone uses it.
 //!
-//! Beside them, [`healthcheck`]: the `fserve healthcheck` client (std only, no server code).
+//! Beside them, [`config`] (settings, resolved once), [`cli`] (the flags) and
+//! [`healthcheck`]: the `fserve healthcheck` client (std only, no server code).
+//!
+//! Public modules are those that the binary, the tests, the benchmarks and the fuzz targets
+//! use; everything else is crate-private.
 
 pub mod cli;
 pub mod config;
-pub mod engine;
-pub mod epoll;
+mod engine;
 pub mod fs;
 pub mod healthcheck;
 pub mod http;
 pub mod server;
-pub mod uring;
 
 pub use config::Config;
 pub use server::{Server, StartError};

@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&format!("cannot handle signals: {e}")),
     };
+    let open_file_limit = raise_open_file_limit();
     let server = match Server::start(cfg) {
         Ok(s) => s,
         Err(e) => return fail(&start_error(&e)),
@@ -52,13 +53,21 @@ fn main() -> ExitCode {
     if let Some(reason) = server.fallback_reason() {
         eprintln!("fserve: {reason}; serving with the epoll engine instead");
     }
+    let workers = server.workers();
     eprintln!(
-        "fserve: serving {} at http://{}/ ({} workers, {})",
+        "fserve: serving {} at http://{}/ ({workers} worker{}, {})",
         server.root().display(),
         server.local_addr(),
-        server.workers(),
+        if workers == 1 { "" } else { "s" },
         server.engine()
     );
+    if let Some(limit) = open_file_limit.filter(|&l| l < server.open_files_needed()) {
+        eprintln!(
+            "fserve: warning: these settings may need {} open files (--max-connections plus {} per worker) but the open-file limit is {limit}; raise it (ulimit -n, systemd LimitNOFILE=, docker --ulimit nofile=) or lower --max-connections",
+            server.open_files_needed(),
+            fserve::config::FILES_PER_WORKER
+        );
+    }
     // Wait for the first signal, then drain; a second one exits at once.
     let _ = signals.forever().next();
     std::thread::spawn(move || {
@@ -71,6 +80,20 @@ fn main() -> ExitCode {
         eprintln!("fserve: some connections were still busy at the end of the grace period");
     }
     ExitCode::SUCCESS
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit (as nginx's worker_rlimit_nofile does):
+/// every connection and every held-open file is a descriptor, and the usual soft limit
+/// (1024) is far below what the defaults allow. Returns the limit now in force, if known.
+fn raise_open_file_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        lim.current = lim.maximum;
+        // A refusal leaves the soft limit as it was; the warning below then uses it.
+        let _ = setrlimit(Resource::Nofile, lim);
+    }
+    getrlimit(Resource::Nofile).current
 }
 
 fn start_error(e: &StartError) -> String {

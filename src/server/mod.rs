@@ -2,15 +2,21 @@
 //! The only layer that turns I/O errors into HTTP statuses.
 //!
 //! Start-up ([`Server::start`]):
-//! 1. validate the config, resolve the root to an absolute directory and open it;
-//! 2. probe io_uring once (ring flags and opcodes), so a refusal is one clear error;
-//! 3. bind one SO_REUSEPORT listener per worker (port 0: the first picks, the rest follow);
-//! 4. start the workers, each with its own ring, listener, cache and date (worker.rs), and
-//!    wait until every ring is up.
+//! 1. resolve the root to an absolute directory and open it; check and resolve the config
+//!    into [`Settings`] (every derived value computed once);
+//! 2. choose the engine (`engine::select`: probe io_uring once, fall back to epoll where
+//!    allowed), so a refusal is one clear error;
+//! 3. refuse an address and port that something else already listens on, then bind one
+//!    SO_REUSEPORT listener per worker (port 0: the first picks, the rest follow);
+//! 4. start the workers, each with its own runtime, listener, cache and date (worker.rs),
+//!    and wait until every one is up.
 //!
 //! Shutdown ([`Server::shutdown`]): every worker stops listening, lets in-flight responses
-//! finish and closes idle connections; after the grace period the remaining connections are
-//! abandoned.
+//! finish and closes idle connections; when the grace period ends it shuts down the sockets
+//! of the connections left and waits (briefly) until their tasks have ended, so that no
+//! io_uring runtime is dropped with operations in flight.
+//!
+//! server/ names only `crate::engine`, never an engine's own module.
 
 mod clock;
 mod conn;
@@ -30,33 +36,35 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, Io};
+use crate::config::{Config, ConfigError};
 use crate::engine;
 use crate::fs::Root;
-use crate::uring;
+
+pub use crate::engine::ProbeError;
 
 /// Pending connections per listener that the kernel completes before we accept them.
 const LISTEN_BACKLOG: i32 = 4096;
 /// Exit code when a worker's loop panics (EX_SOFTWARE).
 pub const EXIT_WORKER_PANIC: i32 = 70;
-/// Extra time, beyond the grace period, that [`Server::shutdown`] waits for workers to end.
+/// Extra time, beyond the grace period and the teardown, that [`Server::shutdown`] waits
+/// for workers to end.
 const JOIN_SLACK: Duration = Duration::from_secs(2);
 
 /// Why the server could not start. Its `Display` is one line: the cause and the fix.
 #[derive(Debug)]
 pub enum StartError {
-    Config(String),
+    Config(ConfigError),
     Root { path: PathBuf, err: io::Error },
     NotADirectory(PathBuf),
     Bind { addr: SocketAddr, err: io::Error },
-    Uring(uring::ProbeError),
+    Uring(ProbeError),
     Worker(io::Error),
 }
 
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartError::Config(msg) => f.write_str(msg),
+            StartError::Config(e) => e.fmt(f),
             StartError::Root { path, err } => match err.kind() {
                 io::ErrorKind::NotFound => write!(
                     f,
@@ -82,7 +90,8 @@ impl fmt::Display for StartError {
             StartError::Bind { addr, err } => match err.kind() {
                 io::ErrorKind::AddrInUse => write!(
                     f,
-                    "cannot listen on {addr}: the address is in use by another process; stop it or choose another port with --port"
+                    "cannot listen on {addr}: another socket already listens on port {port} there (find it with `ss -ltnp 'sport = :{port}'`); stop it or choose another port with --port",
+                    port = addr.port()
                 ),
                 io::ErrorKind::PermissionDenied => write!(
                     f,
@@ -110,14 +119,15 @@ pub struct Server {
     engine: engine::Kind,
     fallback: Option<String>,
     grace: Duration,
+    open_files_needed: u64,
     stop: tokio::sync::watch::Sender<bool>,
     done: mpsc::Receiver<()>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Server {
-    /// Starts serving; returns once every worker's ring is up and listening.
-    pub fn start(mut cfg: Config) -> Result<Server, StartError> {
+    /// Starts serving; returns once every worker's runtime is up and listening.
+    pub fn start(cfg: Config) -> Result<Server, StartError> {
         cfg.validate().map_err(StartError::Config)?;
         let root = std::fs::canonicalize(&cfg.root).map_err(|err| StartError::Root {
             path: cfg.root.clone(),
@@ -130,25 +140,19 @@ impl Server {
             path: root.clone(),
             err,
         })?;
-        cfg.root = root.clone();
-        let (engine, fallback) = match cfg.io {
-            Io::Epoll => (engine::Kind::Epoll, None),
-            Io::Uring => (
-                engine::Kind::Uring(uring::probe().map_err(StartError::Uring)?),
-                None,
-            ),
-            Io::Auto => match uring::probe() {
-                Ok(setup) => (engine::Kind::Uring(setup), None),
-                Err(e) => (engine::Kind::Epoll, Some(e.to_string())),
-            },
-        };
+        let settings = cfg.resolve(root.clone()).map_err(StartError::Config)?;
+        let (engine, fallback) = engine::select(settings.io).map_err(StartError::Uring)?;
 
-        let workers = cfg.workers();
-        let defer_secs = u32::try_from(cfg.header_timeout.as_secs().max(1)).unwrap_or(u32::MAX);
-        let listeners = bind_listeners(SocketAddr::new(cfg.bind, cfg.port), workers, defer_secs)?;
+        let workers = settings.workers();
+        let listeners = bind_listeners(
+            SocketAddr::new(settings.bind, settings.port),
+            workers,
+            settings.defer_accept_secs,
+        )?;
         let addr = listeners[0].local_addr().map_err(StartError::Worker)?;
 
-        let shared = Arc::new(worker::Shared::new(cfg, root_fd, engine));
+        let open_files_needed = settings.open_files_needed;
+        let shared = Arc::new(worker::Shared::new(settings, root_fd, engine));
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let (ready_tx, ready_rx) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
@@ -166,17 +170,10 @@ impl Server {
                     if let Some(cpu) = cpu {
                         pin_to(cpu);
                     }
-                    let run = || worker::run(id, shared, listener, stop_rx, ready_tx);
-                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).is_err() {
-                        // A worker's own loop panicked (a bug): the process would go on with
-                        // one core's share of connections unserved. Exit instead, so that a
-                        // supervisor restarts it whole. (A panic inside one connection's task
-                        // ends that connection only: the runtime catches it.)
-                        eprintln!(
-                            "fserve: worker {id} panicked (a bug: the message is above); exiting with code {EXIT_WORKER_PANIC} so a supervisor restarts fserve"
-                        );
-                        std::process::exit(EXIT_WORKER_PANIC);
-                    }
+                    // A panic in the worker's own loop exits the process from inside its
+                    // runtime (worker::worker_panicked): unwinding out of it would drop an
+                    // io_uring runtime with ops in flight.
+                    worker::run(id, shared, listener, stop_rx, ready_tx);
                     let _ = done_tx.send(());
                 })
                 .map_err(StartError::Worker)?;
@@ -191,6 +188,7 @@ impl Server {
             engine,
             fallback,
             grace,
+            open_files_needed,
             stop,
             done,
             threads,
@@ -199,7 +197,7 @@ impl Server {
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) if matches!(engine, engine::Kind::Uring(_)) => {
-                    return Err(StartError::Uring(uring::ProbeError::Setup(e)));
+                    return Err(StartError::Uring(engine::setup_error(e)));
                 }
                 Ok(Err(e)) => return Err(StartError::Worker(e)),
                 Err(_) => {
@@ -210,6 +208,12 @@ impl Server {
             }
         }
         Ok(server)
+    }
+
+    /// Open files these settings may need at once (connections, what each worker holds
+    /// beside them, and slack): compare with RLIMIT_NOFILE.
+    pub fn open_files_needed(&self) -> u64 {
+        self.open_files_needed
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -243,7 +247,7 @@ impl Server {
 
     fn stop_and_join(&mut self) -> bool {
         let _ = self.stop.send(true);
-        let deadline = Instant::now() + self.grace + JOIN_SLACK;
+        let deadline = Instant::now() + self.grace + worker::TEARDOWN_DEADLINE + JOIN_SLACK;
         let mut ended = 0;
         while ended < self.threads.len() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -293,29 +297,42 @@ fn pin_to(cpu: usize) {
 }
 
 /// One listener per worker, all on the same address with SO_REUSEPORT, so the kernel
-/// spreads new connections over the workers. With port 0 the first one picks the port.
+/// spreads new connections over the workers. With port 0 the probe picks the port.
+///
+/// SO_REUSEPORT would also let a second server (same user) join the group silently, and
+/// the kernel would split connections between two servers. So a probe socket is bound
+/// first WITHOUT SO_REUSEPORT: the kernel refuses it (EADDRINUSE) when anything listens on
+/// an overlapping address and port (0.0.0.0:P covers 127.0.0.1:P and the reverse). The
+/// probe stays bound, not listening, until the group listens. (It has SO_REUSEADDR, like
+/// the group, so a restart is not refused for connections in TIME_WAIT; two servers
+/// started within the same instant may still both pass.)
 fn bind_listeners(
     addr: SocketAddr,
     count: usize,
     defer_secs: u32,
 ) -> Result<Vec<TcpListener>, StartError> {
-    let mut addr = addr;
+    let probe = bind_socket(addr, false).map_err(|err| StartError::Bind { addr, err })?;
+    let addr = probe
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .unwrap_or(addr);
     let mut out = Vec::with_capacity(count);
     for _ in 0..count {
-        let listener = bind_one(addr).map_err(|err| StartError::Bind { addr, err })?;
-        uring::Listener::defer_accept(&listener, defer_secs)
+        let socket = bind_socket(addr, true).map_err(|err| StartError::Bind { addr, err })?;
+        socket
+            .listen(LISTEN_BACKLOG)
             .map_err(|err| StartError::Bind { addr, err })?;
-        if addr.port() == 0 {
-            addr = listener
-                .local_addr()
-                .map_err(|err| StartError::Bind { addr, err })?;
-        }
+        let listener: TcpListener = socket.into();
+        engine::defer_accept(&listener, defer_secs)
+            .map_err(|err| StartError::Bind { addr, err })?;
         out.push(listener);
     }
+    drop(probe);
     Ok(out)
 }
 
-fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+fn bind_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<socket2::Socket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(
         Domain::for_address(addr),
@@ -323,13 +340,12 @@ fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
         Some(Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    socket.set_reuse_port(reuse_port)?;
     if addr.is_ipv6() {
         socket.set_only_v6(false)?;
     }
     socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket.into())
+    Ok(socket)
 }
 
 #[cfg(test)]
@@ -343,6 +359,8 @@ mod tests {
     use std::io::{Read, Write};
     use std::net::{IpAddr, TcpStream};
     use std::process::Command;
+
+    use crate::config::Io;
 
     fn engine() -> Io {
         match std::env::var("FSERVE_TEST_IO").as_deref() {

@@ -15,13 +15,13 @@ use super::clock::DateCache;
 use super::conn;
 use super::parking::{self, Parking};
 use super::respond::CachedFile;
-use crate::config::Config;
-use crate::engine::{self, Kind, Listener};
+use crate::config::Settings;
+use crate::engine::{self, Closer, Kind, Listener, Teardown};
 use crate::fs::{Cache, Root};
 
 /// Read-only state every worker shares.
 pub struct Shared {
-    pub cfg: Config,
+    pub cfg: Settings,
     pub root: Root,
     pub engine: Kind,
     /// Field lines every response carries: `--header`s, and CORS with `--cors`.
@@ -29,20 +29,8 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(cfg: Config, root: Root, engine: Kind) -> Shared {
-        let mut site_fields = Vec::new();
-        for (name, value) in &cfg.headers {
-            site_fields.extend_from_slice(name.as_bytes());
-            site_fields.extend_from_slice(b": ");
-            site_fields.extend_from_slice(value.as_bytes());
-            site_fields.extend_from_slice(b"\r\n");
-        }
-        if cfg.cors {
-            site_fields.extend_from_slice(
-                b"Access-Control-Allow-Origin: *\r\n\
-                  Access-Control-Expose-Headers: Content-Length, Content-Range, Accept-Ranges, ETag\r\n",
-            );
-        }
+    pub fn new(cfg: Settings, root: Root, engine: Kind) -> Shared {
+        let site_fields = cfg.site_fields.clone();
         Shared {
             cfg,
             root,
@@ -69,6 +57,8 @@ pub struct Worker {
     /// Idle keep-alive connections, parked until readable or their deadline.
     pub parking: Parking,
     conns: Cell<usize>,
+    /// The live connections' sockets, to shut down when the grace period ends.
+    live: RefCell<slab::Slab<Closer>>,
     max_conns: usize,
     /// Woken when a connection ends (for the cap, and for the drain).
     conn_closed: Notify,
@@ -81,7 +71,7 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn cfg(&self) -> &Config {
+    pub fn cfg(&self) -> &Settings {
         &self.shared.cfg
     }
 
@@ -94,17 +84,49 @@ impl Worker {
     }
 }
 
-/// Counts a connection for its whole life.
-pub struct ConnGuard(Rc<Worker>);
+/// After the grace period, when the remaining connections' sockets have been shut down,
+/// how long the worker keeps driving its runtime for their tasks and ops to finish. Past
+/// it, an io_uring runtime is leaked rather than dropped with ops in flight.
+pub const TEARDOWN_DEADLINE: Duration = Duration::from_secs(2);
+/// How often the teardown looks at the count of ops in flight.
+const TEARDOWN_POLL: Duration = Duration::from_millis(5);
+/// How long a stopping accept loop waits for its pending accept to complete.
+const ACCEPT_STOP_WAIT: Duration = Duration::from_secs(1);
+
+/// Counts a connection for its whole life, and keeps its socket reachable for teardown.
+pub struct ConnGuard {
+    w: Rc<Worker>,
+    key: usize,
+}
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        self.0.conns.set(self.0.conns.get() - 1);
-        self.0.conn_closed.notify_waiters();
+        self.w.live.borrow_mut().remove(self.key);
+        self.w.conns.set(self.w.conns.get() - 1);
+        self.w.conn_closed.notify_waiters();
     }
 }
 
-/// The worker thread's body: build the ring, report readiness, serve until told to stop.
+/// Ends the process from inside a worker's runtime when the worker's own loop panics (a
+/// bug): the process would otherwise go on with one core's share of connections unserved,
+/// and unwinding out of the runtime would drop an io_uring ring with ops in flight. A
+/// supervisor restarts fserve whole. (A panic inside one connection's task ends that
+/// connection only: the runtime catches it.)
+fn worker_panicked() -> ! {
+    let thread = std::thread::current();
+    let id = thread
+        .name()
+        .and_then(|n| n.strip_prefix("fserve-w"))
+        .unwrap_or("?");
+    eprintln!(
+        "fserve: worker {id} panicked (a bug: the message is above); exiting with code {} so a supervisor restarts fserve",
+        super::EXIT_WORKER_PANIC
+    );
+    std::process::exit(super::EXIT_WORKER_PANIC)
+}
+
+/// The worker thread's body: build the runtime, report readiness, serve until told to stop,
+/// then drain and tear down (see [`teardown`]).
 pub fn run(
     id: usize,
     shared: Arc<Shared>,
@@ -113,9 +135,8 @@ pub fn run(
     ready: mpsc::Sender<io::Result<()>>,
 ) {
     let kind = shared.engine;
-    let workers = shared.cfg.workers();
-    let max_conns = shared.cfg.max_connections.div_ceil(workers).max(1);
-    let cache_bytes = usize::try_from(shared.cfg.cache_bytes).unwrap_or(usize::MAX);
+    let max_conns = shared.cfg.max_conns_per_worker;
+    let cache_bytes = shared.cfg.cache_bytes_per_worker;
     let grace = shared.cfg.grace;
     let ready_err = ready.clone();
     let body = async move {
@@ -123,7 +144,7 @@ pub fn run(
             Ok(l) => l,
             Err(e) => {
                 let _ = ready.send(Err(e));
-                return;
+                return Teardown::Drained;
             }
         };
         let _ = ready.send(Ok(()));
@@ -135,6 +156,7 @@ pub fn run(
             stop: Notify::new(),
             parking: Parking::default(),
             conns: Cell::new(0),
+            live: RefCell::new(slab::Slab::new()),
             max_conns,
             conn_closed: Notify::new(),
             boundary_keys: std::hash::RandomState::new(),
@@ -157,27 +179,63 @@ pub fn run(
         accept_loop(&w, &listener).await;
         listener.stop();
         drop(listener);
-        // Drain: idle connections close at once, busy ones finish their response.
-        let drained = async {
-            while w.conns.get() > 0 {
-                let closed = w.conn_closed.notified();
-                if w.conns.get() == 0 {
-                    break;
-                }
-                closed.await;
-            }
-        };
-        if tokio::time::timeout(grace, drained).await.is_err() {
-            eprintln!(
-                "fserve: worker {id}: {} connection(s) still busy after the {}s grace period; closing them",
-                w.conns.get(),
-                grace.as_secs_f64()
-            );
-        }
+        teardown(id, &w, grace).await
     };
-    if let Err(e) = engine::block_on(kind, body) {
+    if let Err(e) = engine::block_on(kind, body, worker_panicked) {
         let _ = ready_err.send(Err(e));
     }
+}
+
+/// Waits until no connection is left.
+async fn no_connections(w: &Worker) {
+    while w.conns.get() > 0 {
+        let closed = w.conn_closed.notified();
+        if w.conns.get() == 0 {
+            break;
+        }
+        closed.await;
+    }
+}
+
+/// The end of a worker: idle connections close at once and busy ones get `grace` to finish
+/// their response. Then the sockets of those left are shut down, so that every op pending
+/// on them completes, and the runtime is driven until no connection and no op is left,
+/// for at most [`TEARDOWN_DEADLINE`]. The runtime may be dropped only then: tokio-uring
+/// 0.5's `Driver::drop` frees the buffers of ops still in flight before cancelling them.
+async fn teardown(id: usize, w: &Worker, grace: Duration) -> Teardown {
+    let kind = w.shared.engine;
+    if tokio::time::timeout(grace, no_connections(w))
+        .await
+        .is_err()
+    {
+        eprintln!(
+            "fserve: worker {id}: {} connection(s) still busy after the {}s grace period; closing them",
+            w.conns.get(),
+            grace.as_secs_f64()
+        );
+        for (_, closer) in w.live.borrow().iter() {
+            closer.shut();
+        }
+    }
+    let settled = async {
+        no_connections(w).await;
+        while engine::ops_in_flight(kind) > 0 {
+            tokio::time::sleep(TEARDOWN_POLL).await;
+        }
+    };
+    if tokio::time::timeout(TEARDOWN_DEADLINE, settled)
+        .await
+        .is_ok()
+    {
+        return Teardown::Drained;
+    }
+    eprintln!(
+        "fserve: worker {id}: {} connection(s) and {} I/O operation(s) still pending {}s after their sockets were shut down; leaving the worker's runtime in place rather than free memory the kernel may still use",
+        w.conns.get(),
+        engine::ops_in_flight(kind),
+        TEARDOWN_DEADLINE.as_secs_f64()
+    );
+    Teardown::InFlight
 }
 
 async fn accept_loop(w: &Rc<Worker>, listener: &Listener) {
@@ -193,9 +251,19 @@ async fn accept_loop(w: &Rc<Worker>, listener: &Listener) {
         if w.stopping.get() {
             return;
         }
+        let accept = listener.accept();
+        tokio::pin!(accept);
         let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = w.stop.notified() => return,
+            r = &mut accept => r,
+            _ = w.stop.notified() => {
+                // Stop listening so that the pending accept completes, and wait for it: a
+                // dropped accept would stay in flight, and a connection it took would leak.
+                listener.stop();
+                if let Ok(Ok(sock)) = tokio::time::timeout(ACCEPT_STOP_WAIT, accept).await {
+                    sock.shutdown(std::net::Shutdown::Both);
+                }
+                return;
+            }
         };
         match accepted {
             Ok(sock) => {
@@ -204,7 +272,8 @@ async fn accept_loop(w: &Rc<Worker>, listener: &Listener) {
                     panic!("injected fault: the accept loop");
                 }
                 w.conns.set(w.conns.get() + 1);
-                let guard = ConnGuard(w.clone());
+                let key = w.live.borrow_mut().insert(sock.closer());
+                let guard = ConnGuard { w: w.clone(), key };
                 engine::spawn(conn::serve(guard, sock));
             }
             Err(e) => {
@@ -239,6 +308,6 @@ async fn accept_loop(w: &Rc<Worker>, listener: &Listener) {
 
 impl ConnGuard {
     pub fn worker(&self) -> &Rc<Worker> {
-        &self.0
+        &self.w
     }
 }

@@ -118,14 +118,15 @@ fn run_to_exit(mut cmd: Command, within: Duration) -> (ExitStatus, String) {
     (status, reader.join().unwrap())
 }
 
-/// Parse `fserve: serving ROOT at http://127.0.0.1:PORT/ (N workers, io_uring)`.
+/// Parse `fserve: serving ROOT at http://127.0.0.1:PORT/ (N workers, io_uring)` ("1 worker").
 fn parse_start_line(line: &str, root: &Path, workers: usize) -> u16 {
     let root = std::fs::canonicalize(root).unwrap();
     let prefix = format!("fserve: serving {} at http://127.0.0.1:", root.display());
     let rest = line
         .strip_prefix(&prefix)
         .unwrap_or_else(|| panic!("start line {line:?} does not start with {prefix:?}"));
-    let suffix = format!("/ ({workers} workers, io_uring)");
+    let plural = if workers == 1 { "" } else { "s" };
+    let suffix = format!("/ ({workers} worker{plural}, io_uring)");
     let port = rest
         .strip_suffix(&suffix)
         .unwrap_or_else(|| panic!("start line {line:?} does not end with {suffix:?}"));

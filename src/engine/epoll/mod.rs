@@ -1,25 +1,28 @@
 //! The epoll engine: the fallback when io_uring is refused (Docker 25+'s default seccomp
 //! profile, Kubernetes' RuntimeDefault, gVisor, `kernel.io_uring_disabled`).
 //!
-//! The same surface as `uring` (listener, socket, runtime), built on a current-thread tokio
-//! runtime per worker and readiness: a receive waits for readability and then reads, a
-//! send waits for writability and then writes with `sendmsg`, large files go by `sendfile`
-//! on writability. It names no io_uring type, and needs no unsafe code.
+//! The same surface as the io_uring engine (listener, socket, runtime), built on a
+//! current-thread tokio runtime per worker (with a `LocalSet`) and readiness: a receive
+//! waits for readability and then reads, a send waits for writability and then writes with
+//! `sendmsg`, large files go by `sendfile` on writability. It imports nothing from the
+//! io_uring engine, names no io_uring type, and has no unsafe code. Nothing here lends the
+//! kernel memory beyond one system call, so dropping its runtime at any time is safe.
 
 use std::future::Future;
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
+use std::rc::{Rc, Weak};
 
 use rustix::net::{SendAncillaryBuffer, SendFlags};
 use tokio::io::Interest;
 
-use crate::uring::SendBatch;
+use crate::engine::SendBatch;
 
 /// Most pieces gathered into one `sendmsg`; the rest go in the next.
 const MAX_IOVECS: usize = 64;
 
 /// Builds this thread's runtime and runs `fut` to completion on it.
-pub fn block_on<F: Future>(fut: F) -> io::Result<F::Output> {
+pub(crate) fn block_on<F: Future>(fut: F) -> io::Result<F::Output> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -27,7 +30,7 @@ pub fn block_on<F: Future>(fut: F) -> io::Result<F::Output> {
     Ok(rt.block_on(local.run_until(fut)))
 }
 
-pub struct Listener {
+pub(crate) struct Listener {
     inner: tokio::net::TcpListener,
 }
 
@@ -43,7 +46,7 @@ impl Listener {
     pub async fn accept(&self) -> io::Result<Socket> {
         let (stream, _) = self.inner.accept().await?;
         Ok(Socket {
-            inner: stream,
+            inner: Rc::new(stream),
             cancel: tokio::sync::Notify::new(),
         })
     }
@@ -54,8 +57,8 @@ impl Listener {
     }
 }
 
-pub struct Socket {
-    inner: tokio::net::TcpStream,
+pub(crate) struct Socket {
+    inner: Rc<tokio::net::TcpStream>,
     /// Ends a pending [`Socket::recv`] (see [`Socket::cancel_pending`]).
     cancel: tokio::sync::Notify,
 }
@@ -76,7 +79,7 @@ impl Socket {
             }
             let res = self.inner.try_io(Interest::READABLE, || {
                 Ok(rustix::io::read(
-                    &self.inner,
+                    &*self.inner,
                     rustix::buffer::spare_capacity(&mut buf),
                 )?)
             });
@@ -102,7 +105,7 @@ impl Socket {
                 let n = batch.io_slices(&mut slices);
                 let mut control = SendAncillaryBuffer::default();
                 Ok(rustix::net::sendmsg(
-                    &self.inner,
+                    &*self.inner,
                     &slices[..n],
                     &mut control,
                     flags,
@@ -131,7 +134,7 @@ impl Socket {
         }
         self.inner.try_io(Interest::READABLE, || {
             Ok(rustix::io::read(
-                &self.inner,
+                &*self.inner,
                 rustix::buffer::spare_capacity(&mut *buf),
             )?)
         })
@@ -153,7 +156,7 @@ impl Socket {
     ) -> io::Result<usize> {
         self.inner.try_io(Interest::WRITABLE, || {
             Ok(rustix::fs::sendfile(
-                &self.inner,
+                &*self.inner,
                 file,
                 Some(offset),
                 count,
@@ -167,14 +170,22 @@ impl Socket {
             std::net::Shutdown::Write => rustix::net::Shutdown::Write,
             std::net::Shutdown::Both => rustix::net::Shutdown::Both,
         };
-        let _ = rustix::net::shutdown(&self.inner, how);
+        let _ = rustix::net::shutdown(&*self.inner, how);
     }
 
     pub fn set_nodelay(&self) -> io::Result<()> {
         self.inner.set_nodelay(true)
     }
 
-    pub fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.as_fd()
+    /// A handle that can shut this socket down later without keeping it open.
+    pub fn closer(&self) -> Weak<tokio::net::TcpStream> {
+        Rc::downgrade(&self.inner)
+    }
+}
+
+/// Shuts down (both ways) the socket behind a [`Socket::closer`], if it is still open.
+pub(crate) fn shut(closer: &Weak<tokio::net::TcpStream>) {
+    if let Some(s) = closer.upgrade() {
+        let _ = rustix::net::shutdown(&*s, rustix::net::Shutdown::Both);
     }
 }

@@ -1,9 +1,20 @@
-//! The io_uring engine: the only module that names `tokio_uring` or `io_uring`.
+//! The io_uring engine: the only module that names `tokio_uring` or `io_uring`, and the only
+//! one allowed `unsafe` code (each block under `// SAFETY:`, the op helper an `unsafe fn`).
 //!
-//! It gives the rest of fserve a small surface: probe the kernel once ([`probe`]), run a
-//! future on a per-thread ring ([`block_on`], [`spawn`]), and sockets whose accept, receive,
-//! send and readiness waits are io_uring operations ([`Listener`], [`Socket`]). The runtime
-//! could be swapped by rewriting this module alone.
+//! It gives the engine module a small surface: probe the kernel once ([`probe`]), run a
+//! future on a per-thread ring ([`block_on`]), and sockets whose accept, receive, send and
+//! readiness waits are io_uring operations ([`Listener`], [`Socket`]). It imports nothing
+//! from the epoll engine; both use the engine-neutral [`SendBatch`].
+//!
+//! The runtime is tokio's current-thread scheduler with tokio-uring's driver added to it:
+//! the ring is polled from tokio's epoll, and tokio's timers, `select!` and sync work on it
+//! as on any tokio runtime (server/ uses them). Replacing tokio-uring means rewriting this
+//! module; replacing tokio too means those uses in server/ as well.
+//!
+//! Teardown: tokio-uring 0.5's `Driver::drop` frees the stable data of ops still in flight
+//! *before* it cancels them, so a runtime must never be dropped with ops in flight. The
+//! worker drains to zero first (shutting down every connection's socket); [`block_on`]
+//! leaks a runtime that still has ops in flight rather than drop it.
 //!
 //! Every operation is submitted through `tokio_uring::UnsubmittedOneshot` with *stable data*
 //! that owns the file descriptor (an `Rc<OwnedFd>`) and every buffer the kernel reads or
@@ -20,20 +31,21 @@
 
 mod ops;
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::rc::Rc;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::rc::{Rc, Weak};
 
-pub use ops::{Chunk, SendBatch};
+use crate::engine::SendBatch;
 
 /// Submission queue entries per ring. Completion queue is twice that (tokio-uring's
 /// default); the kernel buffers overflowing completions (IORING_FEAT_NODROP).
-pub const RING_ENTRIES: u32 = 1024;
+pub(crate) const RING_ENTRIES: u32 = 1024;
 
 /// The ring setup flags the kernel accepted at start-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RingSetup {
+pub(crate) struct RingSetup {
     /// IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG: no inter-processor interrupt
     /// per completion; measured faster than the default flags on this workload.
     pub coop_taskrun: bool,
@@ -105,7 +117,7 @@ impl std::error::Error for ProbeError {}
 /// queues task work on the thread that made it, which makes that thread's next blocking
 /// socket call with a timeout fail with EINTR (seen on 6.18). The caller's thread, perhaps an
 /// embedder's, is left alone.
-pub fn probe() -> Result<RingSetup, ProbeError> {
+pub(crate) fn probe() -> Result<RingSetup, ProbeError> {
     std::thread::Builder::new()
         .name("fserve-probe".into())
         .spawn(probe_here)
@@ -186,22 +198,58 @@ fn cancels_by_fd(mut ring: io_uring::IoUring) -> bool {
 }
 
 /// Builds this thread's ring and runtime with `setup`, and runs `fut` to completion on it.
-pub fn block_on<F: Future>(setup: RingSetup, fut: F) -> io::Result<F::Output> {
+/// When `fut` ends with ops possibly still in flight (`in_flight` says so from its output),
+/// the runtime is leaked instead of dropped: tokio-uring's `Driver::drop` would free those
+/// ops' buffers while the kernel may still write into them. Leaking (the ring's memory, its
+/// fd and the tasks left) is memory-safe; it happens only at shutdown, once per worker, when
+/// connections did not end even after their sockets were shut down.
+pub(crate) fn block_on<F: Future>(
+    setup: RingSetup,
+    fut: F,
+    in_flight: impl FnOnce(&F::Output) -> bool,
+) -> io::Result<F::Output> {
     let rt = tokio_uring::Runtime::new(
         tokio_uring::builder()
             .entries(RING_ENTRIES)
             .uring_builder(&setup.builder()),
     )?;
-    Ok(rt.block_on(fut))
+    let out = rt.block_on(fut);
+    if in_flight(&out) {
+        std::mem::forget(rt);
+    }
+    Ok(out)
 }
 
-/// Spawns a task on the current thread's runtime.
-pub fn spawn<F: Future + 'static>(fut: F) {
-    drop(tokio_uring::spawn(fut));
+/// io_uring ops in flight on this thread's ring (see `engine::ops_in_flight`).
+pub(crate) fn ops_in_flight() -> usize {
+    ops::in_flight()
+}
+
+/// TCP_DEFER_ACCEPT on a listening socket (no safe wrapper offers it; this module is the
+/// one that may call libc unsafely). See `engine::defer_accept`.
+pub(crate) fn set_defer_accept(listener: &std::net::TcpListener, secs: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let secs = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a pointer to a live local
+    // c_int during the call only; the fd is valid for the borrow of `listener`.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&raw const secs).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// A listening socket whose accepts go through the ring.
-pub struct Listener {
+pub(crate) struct Listener {
     fd: Rc<OwnedFd>,
 }
 
@@ -212,36 +260,14 @@ impl Listener {
         }
     }
 
-    /// TCP_DEFER_ACCEPT: the kernel completes an accept only once the client has sent data
-    /// (or after about `secs`), so the first receive on a new connection usually finds the
-    /// request already there instead of waiting on the ring, and a silent connection takes
-    /// no worker resources meanwhile.
-    pub fn defer_accept(listener: &std::net::TcpListener, secs: u32) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
-        let secs = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
-        // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a pointer to a live local
-        // c_int during the call only; the fd is valid for the borrow of `listener`.
-        let rc = unsafe {
-            libc::setsockopt(
-                listener.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_DEFER_ACCEPT,
-                (&raw const secs).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    }
-
     /// Accepts one connection. The new socket is non-blocking (for `sendfile`) and
     /// close-on-exec.
     pub async fn accept(&self) -> io::Result<Socket> {
         let fd = ops::accept(&self.fd).await?;
-        Ok(Socket { fd: Rc::new(fd) })
+        Ok(Socket {
+            fd: Rc::new(fd),
+            msg: Cell::new(None),
+        })
     }
 
     /// Wakes a pending [`Listener::accept`] with an error and makes the kernel refuse new
@@ -252,8 +278,10 @@ impl Listener {
 }
 
 /// A connected TCP socket whose receives, sends and waits go through the ring.
-pub struct Socket {
+pub(crate) struct Socket {
     fd: Rc<OwnedFd>,
+    /// The msghdr of the last send, kept for the next (its box is the send's stable data).
+    msg: Cell<Option<Box<ops::MsgHdr>>>,
 }
 
 impl Socket {
@@ -267,7 +295,10 @@ impl Socket {
     /// [`SendBatch::consume`]). `more` (MSG_MORE) tells the kernel a body follows at once
     /// (by sendfile), so the head need not go out in a packet of its own.
     pub async fn send(&self, batch: SendBatch, more: bool) -> (io::Result<usize>, SendBatch) {
-        ops::send(&self.fd, batch, more).await
+        let msg = self.msg.take().unwrap_or_else(ops::MsgHdr::new);
+        let (res, batch, msg) = ops::send(&self.fd, batch, msg, more).await;
+        self.msg.set(Some(msg));
+        (res, batch)
     }
 
     /// Waits until the socket is writable (or has failed: the next send reports why).
@@ -327,7 +358,16 @@ impl Socket {
         Ok(rustix::net::sockopt::set_tcp_nodelay(&*self.fd, true)?)
     }
 
-    pub fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// A handle that can shut this socket down later without keeping its fd open: while
+    /// any op is in flight its stable data holds the fd, so the handle reaches it.
+    pub fn closer(&self) -> Weak<OwnedFd> {
+        Rc::downgrade(&self.fd)
+    }
+}
+
+/// Shuts down (both ways) the socket behind a [`Socket::closer`], if it is still open.
+pub(crate) fn shut(closer: &Weak<OwnedFd>) {
+    if let Some(fd) = closer.upgrade() {
+        let _ = rustix::net::shutdown(&*fd, rustix::net::Shutdown::Both);
     }
 }

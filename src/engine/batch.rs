@@ -1,0 +1,177 @@
+//! The send batch: the bytes of one or more responses, gathered for one gathered send. The
+//! same type feeds both engines (io_uring's SENDMSG, epoll's `sendmsg(2)`); it holds no
+//! engine state and no unsafe code: the iovecs it fills are plain values, and whoever hands
+//! them to the kernel states why they stay valid.
+
+use std::io::IoSlice;
+use std::ops::Range;
+use std::rc::Rc;
+
+/// One piece of a response: bytes in the batch's own buffer, or shared bytes (a cached file
+/// with its pre-rendered head) that the batch keeps alive while the kernel reads them.
+pub(crate) enum Chunk {
+    Own(Range<usize>),
+    Shared(Rc<[u8]>, Range<usize>),
+}
+
+/// The bytes of one or more responses, gathered into one send. Reused across requests so
+/// that a warm connection allocates nothing: [`SendBatch::clear`] keeps every capacity.
+///
+/// Its parts live in one heap allocation, so the batch itself is a pointer: it moves into
+/// and out of every send, and the futures that carry it stay small.
+pub struct SendBatch {
+    b: Box<Parts>,
+}
+
+struct Parts {
+    own: Vec<u8>,
+    chunks: Vec<Chunk>,
+    /// Filled by [`SendBatch::iovecs`]; kept for its capacity.
+    iov: Vec<libc::iovec>,
+}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        SendBatch::new()
+    }
+}
+
+impl SendBatch {
+    pub fn new() -> SendBatch {
+        SendBatch {
+            b: Box::new(Parts {
+                own: Vec::new(),
+                chunks: Vec::new(),
+                iov: Vec::new(),
+            }),
+        }
+    }
+
+    /// The batch's own buffer: write bytes here, then [`SendBatch::push_own`] their range.
+    pub fn own_buf(&mut self) -> &mut Vec<u8> {
+        &mut self.b.own
+    }
+
+    /// Queues the own buffer from `from` on (bytes written since `from`).
+    pub fn push_own(&mut self, from: usize) {
+        let to = self.b.own.len();
+        if from < to {
+            if let Some(Chunk::Own(last)) = self.b.chunks.last_mut() {
+                if last.end == from {
+                    last.end = to;
+                    return;
+                }
+            }
+            self.b.chunks.push(Chunk::Own(from..to));
+        }
+    }
+
+    /// Queues `bytes[range]`, keeping `bytes` alive until sent.
+    pub fn push_shared(&mut self, bytes: &Rc<[u8]>, range: Range<usize>) {
+        if !range.is_empty() {
+            self.b.chunks.push(Chunk::Shared(bytes.clone(), range));
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.b.chunks.is_empty()
+    }
+
+    /// Pieces queued (each becomes one iovec).
+    pub fn chunk_count(&self) -> usize {
+        self.b.chunks.len()
+    }
+
+    /// Fills `out` with the queued pieces, in order, as many as fit; returns how many.
+    pub(crate) fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (slot, chunk) in out.iter_mut().zip(&self.b.chunks) {
+            *slot = IoSlice::new(self.bytes(chunk));
+            n += 1;
+        }
+        n
+    }
+
+    /// Points at most `max` iovecs at the queued pieces, in order, and returns them. They
+    /// point into this batch's own buffer and into the shared bytes it holds, so they stay
+    /// valid while the batch is neither mutated nor dropped (moving it moves no bytes).
+    pub(crate) fn iovecs(&mut self, max: usize) -> &mut [libc::iovec] {
+        let mut iov = std::mem::take(&mut self.b.iov);
+        iov.clear();
+        for chunk in self.b.chunks.iter().take(max) {
+            let bytes = self.bytes(chunk);
+            iov.push(libc::iovec {
+                iov_base: bytes.as_ptr().cast_mut().cast(),
+                iov_len: bytes.len(),
+            });
+        }
+        self.b.iov = iov;
+        &mut self.b.iov
+    }
+
+    fn bytes<'a>(&'a self, chunk: &'a Chunk) -> &'a [u8] {
+        match chunk {
+            Chunk::Own(r) => &self.b.own[r.clone()],
+            Chunk::Shared(b, r) => &b[r.clone()],
+        }
+    }
+
+    /// Forgets everything queued, keeping the capacity.
+    pub fn clear(&mut self) {
+        self.b.own.clear();
+        self.b.chunks.clear();
+        self.b.iov.clear();
+    }
+
+    /// Drops the first `n` bytes, after a send that took them.
+    pub fn consume(&mut self, mut n: usize) {
+        let mut done = 0;
+        for chunk in &mut self.b.chunks {
+            let r = match chunk {
+                Chunk::Own(r) | Chunk::Shared(_, r) => r,
+            };
+            if n >= r.len() {
+                n -= r.len();
+                done += 1;
+            } else {
+                r.start += n;
+                break;
+            }
+        }
+        self.b.chunks.drain(..done);
+        if self.b.chunks.is_empty() {
+            self.b.own.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(b: &SendBatch) -> Vec<u8> {
+        let mut slices = [IoSlice::new(&[]); 16];
+        let n = b.io_slices(&mut slices);
+        slices[..n].iter().flat_map(|s| s.to_vec()).collect()
+    }
+
+    #[test]
+    fn pieces_go_out_in_order_and_consume_drops_a_prefix() {
+        let shared: Rc<[u8]> = Rc::from(&b"0123456789"[..]);
+        let mut b = SendBatch::new();
+        b.own_buf().extend_from_slice(b"head ");
+        b.push_own(0);
+        b.push_shared(&shared, 2..5);
+        let from = b.own_buf().len();
+        b.own_buf().extend_from_slice(b" tail");
+        b.push_own(from);
+        assert_eq!(b.chunk_count(), 3);
+        assert_eq!(queued(&b), b"head 234 tail");
+        assert_eq!(b.iovecs(2).len(), 2);
+        b.consume(6);
+        assert_eq!(queued(&b), b"34 tail");
+        b.consume(7);
+        assert!(b.is_empty());
+        assert!(b.own_buf().is_empty());
+    }
+}

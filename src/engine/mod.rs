@@ -1,0 +1,268 @@
+//! The I/O engine a worker runs on, and the runtime under it: io_uring ([`uring`]), or
+//! epoll ([`epoll`]) where io_uring is refused. server/ is written once against this
+//! module's types ([`Listener`], [`Socket`], [`SendBatch`], [`Kind`]); each call here is one
+//! `match`, and server/ never names either engine.
+//!
+//! Engine-neutral pieces live here once: the send batch, the probe-then-fallback choice
+//! ([`select`]), TCP_DEFER_ACCEPT ([`defer_accept`]), shutdown and nodelay, and the
+//! [`Closer`] a worker keeps per connection to shut every socket down at teardown.
+//! `uring/` and `epoll/` import nothing from each other. Only `uring/` names tokio-uring or
+//! io-uring, and only it may hold `unsafe` code (the crate denies it everywhere else).
+//!
+//! The runtime, honestly: both engines run a tokio current-thread scheduler per worker
+//! thread; the io_uring engine adds tokio-uring's driver to it (the ring is polled from
+//! tokio's epoll). server/ uses tokio's timers, `select!`, `Notify` and `watch` directly,
+//! on either engine. Swapping tokio-uring for another ring runtime means rewriting
+//! `uring/`; swapping tokio itself means this module and those uses in server/ too.
+
+use std::future::Future;
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use crate::config::Io;
+
+mod batch;
+mod epoll;
+#[allow(unsafe_code)]
+mod uring;
+
+pub use batch::SendBatch;
+pub use uring::ProbeError;
+
+/// Which engine, and for io_uring the ring flags the kernel accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Uring(uring::RingSetup),
+    Epoll,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Uring(_) => "io_uring",
+            Kind::Epoll => "epoll",
+        }
+    }
+}
+
+/// Chooses the engine for `io`: for `Auto`, io_uring when the kernel gives a usable ring,
+/// else epoll with the reason it was not io_uring; for `Uring`, a refusal is the error.
+/// Probes once, before any worker starts.
+pub(crate) fn select(io: Io) -> Result<(Kind, Option<String>), ProbeError> {
+    match io {
+        Io::Epoll => Ok((Kind::Epoll, None)),
+        Io::Uring => Ok((Kind::Uring(uring::probe()?), None)),
+        Io::Auto => Ok(match uring::probe() {
+            Ok(setup) => (Kind::Uring(setup), None),
+            Err(e) => (Kind::Epoll, Some(e.to_string())),
+        }),
+    }
+}
+
+/// The error a worker's ring set-up failed with, as a probe error (it says what to do).
+pub(crate) fn setup_error(e: io::Error) -> ProbeError {
+    ProbeError::Setup(e)
+}
+
+/// TCP_DEFER_ACCEPT: the kernel completes an accept only once the client has sent data
+/// (or after about `secs`), so the first receive on a new connection usually finds the
+/// request already there instead of waiting, and a silent connection takes no worker
+/// resources meanwhile. For both engines (its one setsockopt lives with the unsafe code).
+pub(crate) fn defer_accept(listener: &std::net::TcpListener, secs: u32) -> io::Result<()> {
+    uring::set_defer_accept(listener, secs)
+}
+
+/// Kernel operations in flight on this thread's runtime that still own memory of ours: the
+/// io_uring ops submitted and not yet completed (futures dropped or not); always 0 on epoll,
+/// where nothing outlives a system call.
+pub(crate) fn ops_in_flight(kind: Kind) -> usize {
+    match kind {
+        Kind::Uring(_) => uring::ops_in_flight(),
+        Kind::Epoll => 0,
+    }
+}
+
+/// How a worker's future ended, for the runtime's teardown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Teardown {
+    /// Every connection ended: nothing is in flight, the runtime may be dropped.
+    Drained,
+    /// Connections were left (ops may be in flight): the io_uring runtime must not be
+    /// dropped, and is leaked instead (see `uring::block_on`).
+    InFlight,
+}
+
+/// Builds this thread's runtime for `kind` and runs `fut` on it. A panic while polling
+/// `fut` itself (the worker's own loop, not a connection task: the runtime catches those)
+/// ends the process with `panic_exit` right there, inside the runtime: unwinding would drop
+/// the io_uring runtime with ops in flight.
+pub(crate) fn block_on<F: Future<Output = Teardown>>(
+    kind: Kind,
+    fut: F,
+    on_panic: fn() -> !,
+) -> io::Result<Teardown> {
+    let fut = ExitOnPanic {
+        fut: Box::pin(fut),
+        on_panic,
+    };
+    match kind {
+        Kind::Uring(setup) => uring::block_on(setup, fut, |t| *t == Teardown::InFlight),
+        Kind::Epoll => epoll::block_on(fut),
+    }
+}
+
+/// Polls its future under `catch_unwind`; on a panic calls `on_panic` (which does not
+/// return), so nothing unwinds through the runtime.
+struct ExitOnPanic<F> {
+    fut: std::pin::Pin<Box<F>>,
+    on_panic: fn() -> !,
+}
+
+impl<F: Future> Future for ExitOnPanic<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let fut = self.fut.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(p) => p,
+            Err(_) => (self.on_panic)(),
+        }
+    }
+}
+
+/// Spawns a task on this thread's runtime (both engines run tasks on a local set).
+pub(crate) fn spawn<F: Future + 'static>(fut: F) {
+    drop(tokio::task::spawn_local(fut));
+}
+
+pub(crate) enum Listener {
+    Uring(uring::Listener),
+    Epoll(epoll::Listener),
+}
+
+impl Listener {
+    /// Wraps a bound, listening socket; call on the worker's runtime.
+    pub fn new(kind: Kind, listener: std::net::TcpListener) -> io::Result<Listener> {
+        Ok(match kind {
+            Kind::Uring(_) => Listener::Uring(uring::Listener::new(listener)),
+            Kind::Epoll => Listener::Epoll(epoll::Listener::new(listener)?),
+        })
+    }
+
+    pub async fn accept(&self) -> io::Result<Socket> {
+        match self {
+            Listener::Uring(l) => l.accept().await.map(Socket::Uring),
+            Listener::Epoll(l) => l.accept().await.map(Socket::Epoll),
+        }
+    }
+
+    pub fn stop(&self) {
+        match self {
+            Listener::Uring(l) => l.stop(),
+            Listener::Epoll(l) => l.stop(),
+        }
+    }
+}
+
+pub(crate) enum Socket {
+    Uring(uring::Socket),
+    Epoll(epoll::Socket),
+}
+
+impl Socket {
+    pub async fn recv(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        match self {
+            Socket::Uring(s) => s.recv(buf).await,
+            Socket::Epoll(s) => s.recv(buf).await,
+        }
+    }
+
+    pub async fn send(&self, batch: SendBatch, more: bool) -> (io::Result<usize>, SendBatch) {
+        match self {
+            Socket::Uring(s) => s.send(batch, more).await,
+            Socket::Epoll(s) => s.send(batch, more).await,
+        }
+    }
+
+    pub async fn writable(&self) -> io::Result<()> {
+        match self {
+            Socket::Uring(s) => s.writable().await,
+            Socket::Epoll(s) => s.writable().await,
+        }
+    }
+
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            Socket::Uring(s) => s.readable().await,
+            Socket::Epoll(s) => s.readable().await,
+        }
+    }
+
+    pub fn try_recv(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        match self {
+            Socket::Uring(s) => s.try_recv(buf),
+            Socket::Epoll(s) => s.try_recv(buf),
+        }
+    }
+
+    pub async fn cancel_pending(&self) {
+        match self {
+            Socket::Uring(s) => s.cancel_pending().await,
+            Socket::Epoll(s) => s.cancel_pending().await,
+        }
+    }
+
+    pub fn sendfile(
+        &self,
+        file: BorrowedFd<'_>,
+        offset: &mut u64,
+        count: usize,
+    ) -> io::Result<usize> {
+        match self {
+            Socket::Uring(s) => s.sendfile(file, offset, count),
+            Socket::Epoll(s) => s.sendfile(file, offset, count),
+        }
+    }
+
+    pub fn shutdown(&self, how: std::net::Shutdown) {
+        match self {
+            Socket::Uring(s) => s.shutdown(how),
+            Socket::Epoll(s) => s.shutdown(how),
+        }
+    }
+
+    pub fn set_nodelay(&self) -> io::Result<()> {
+        match self {
+            Socket::Uring(s) => s.set_nodelay(),
+            Socket::Epoll(s) => s.set_nodelay(),
+        }
+    }
+
+    /// A handle to shut this socket down at teardown; it does not keep the socket open.
+    pub fn closer(&self) -> Closer {
+        match self {
+            Socket::Uring(s) => Closer::Uring(s.closer()),
+            Socket::Epoll(s) => Closer::Epoll(s.closer()),
+        }
+    }
+}
+
+/// Shuts a connection's socket down from outside its task (see [`Socket::closer`]): every op
+/// pending on it then completes promptly, and so does the task.
+pub(crate) enum Closer {
+    Uring(std::rc::Weak<std::os::fd::OwnedFd>),
+    Epoll(std::rc::Weak<tokio::net::TcpStream>),
+}
+
+impl Closer {
+    /// Shuts the socket down both ways, if it is still open.
+    pub fn shut(&self) {
+        match self {
+            Closer::Uring(c) => uring::shut(c),
+            Closer::Epoll(c) => epoll::shut(c),
+        }
+    }
+}
