@@ -391,7 +391,8 @@ mod tests {
 
     #[test]
     fn each_bad_value_names_its_flag() {
-        let cases: [(&str, Box<dyn FnOnce(&mut Config)>); 9] = [
+        type Edit = Box<dyn FnOnce(&mut Config)>;
+        let cases: [(&str, Edit); 9] = [
             ("--cache-size", Box::new(|c| c.cache_bytes = 0)),
             (
                 "--cache-max-file",

@@ -3,6 +3,10 @@
 //! This is its own test binary (not a module of tests/tests.rs) because it installs a
 //! counting global allocator: it must see no allocation but the server's and this client's,
 //! and the client below allocates nothing while it measures.
+//!
+//! A global allocator is an `unsafe` trait: this test binary is the one place outside the
+//! io_uring engine allowed unsafe code, each block under `// SAFETY:`.
+#![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};

@@ -6,6 +6,8 @@
 //! nothing with the integration suite. To add a case: copy a minimised crash
 //! (`fuzz/artifacts/<target>/crash-…`) into the target's directory under a telling name.
 
+// The fuzz crate uses these checks from outside; here nothing does.
+#[allow(unreachable_pub)]
 #[path = "../fuzz/src/lib.rs"]
 mod checks;
 

@@ -19,7 +19,7 @@ pub(crate) enum Chunk {
 ///
 /// Its parts live in one heap allocation, so the batch itself is a pointer: it moves into
 /// and out of every send, and the futures that carry it stay small.
-pub struct SendBatch {
+pub(crate) struct SendBatch {
     b: Box<Parts>,
 }
 
@@ -37,7 +37,7 @@ impl Default for SendBatch {
 }
 
 impl SendBatch {
-    pub fn new() -> SendBatch {
+    pub(crate) fn new() -> SendBatch {
         SendBatch {
             b: Box::new(Parts {
                 own: Vec::new(),
@@ -48,12 +48,12 @@ impl SendBatch {
     }
 
     /// The batch's own buffer: write bytes here, then [`SendBatch::push_own`] their range.
-    pub fn own_buf(&mut self) -> &mut Vec<u8> {
+    pub(crate) fn own_buf(&mut self) -> &mut Vec<u8> {
         &mut self.b.own
     }
 
     /// Queues the own buffer from `from` on (bytes written since `from`).
-    pub fn push_own(&mut self, from: usize) {
+    pub(crate) fn push_own(&mut self, from: usize) {
         let to = self.b.own.len();
         if from < to {
             if let Some(Chunk::Own(last)) = self.b.chunks.last_mut() {
@@ -67,18 +67,18 @@ impl SendBatch {
     }
 
     /// Queues `bytes[range]`, keeping `bytes` alive until sent.
-    pub fn push_shared(&mut self, bytes: &Rc<[u8]>, range: Range<usize>) {
+    pub(crate) fn push_shared(&mut self, bytes: &Rc<[u8]>, range: Range<usize>) {
         if !range.is_empty() {
             self.b.chunks.push(Chunk::Shared(bytes.clone(), range));
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.b.chunks.is_empty()
     }
 
     /// Pieces queued (each becomes one iovec).
-    pub fn chunk_count(&self) -> usize {
+    pub(crate) fn chunk_count(&self) -> usize {
         self.b.chunks.len()
     }
 
@@ -117,14 +117,14 @@ impl SendBatch {
     }
 
     /// Forgets everything queued, keeping the capacity.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.b.own.clear();
         self.b.chunks.clear();
         self.b.iov.clear();
     }
 
     /// Drops the first `n` bytes, after a send that took them.
-    pub fn consume(&mut self, mut n: usize) {
+    pub(crate) fn consume(&mut self, mut n: usize) {
         let mut done = 0;
         for chunk in &mut self.b.chunks {
             let r = match chunk {

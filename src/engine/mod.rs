@@ -26,7 +26,7 @@ mod epoll;
 #[allow(unsafe_code)]
 mod uring;
 
-pub use batch::SendBatch;
+pub(crate) use batch::SendBatch;
 pub use uring::ProbeError;
 
 /// Which engine, and for io_uring the ring flags the kernel accepted.
@@ -37,7 +37,7 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Uring(_) => "io_uring",
             Kind::Epoll => "epoll",
@@ -145,21 +145,21 @@ pub(crate) enum Listener {
 
 impl Listener {
     /// Wraps a bound, listening socket; call on the worker's runtime.
-    pub fn new(kind: Kind, listener: std::net::TcpListener) -> io::Result<Listener> {
+    pub(crate) fn new(kind: Kind, listener: std::net::TcpListener) -> io::Result<Listener> {
         Ok(match kind {
             Kind::Uring(_) => Listener::Uring(uring::Listener::new(listener)),
             Kind::Epoll => Listener::Epoll(epoll::Listener::new(listener)?),
         })
     }
 
-    pub async fn accept(&self) -> io::Result<Socket> {
+    pub(crate) async fn accept(&self) -> io::Result<Socket> {
         match self {
             Listener::Uring(l) => l.accept().await.map(Socket::Uring),
             Listener::Epoll(l) => l.accept().await.map(Socket::Epoll),
         }
     }
 
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         match self {
             Listener::Uring(l) => l.stop(),
             Listener::Epoll(l) => l.stop(),
@@ -173,49 +173,53 @@ pub(crate) enum Socket {
 }
 
 impl Socket {
-    pub async fn recv(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    pub(crate) async fn recv(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         match self {
             Socket::Uring(s) => s.recv(buf).await,
             Socket::Epoll(s) => s.recv(buf).await,
         }
     }
 
-    pub async fn send(&self, batch: SendBatch, more: bool) -> (io::Result<usize>, SendBatch) {
+    pub(crate) async fn send(
+        &self,
+        batch: SendBatch,
+        more: bool,
+    ) -> (io::Result<usize>, SendBatch) {
         match self {
             Socket::Uring(s) => s.send(batch, more).await,
             Socket::Epoll(s) => s.send(batch, more).await,
         }
     }
 
-    pub async fn writable(&self) -> io::Result<()> {
+    pub(crate) async fn writable(&self) -> io::Result<()> {
         match self {
             Socket::Uring(s) => s.writable().await,
             Socket::Epoll(s) => s.writable().await,
         }
     }
 
-    pub async fn readable(&self) -> io::Result<()> {
+    pub(crate) async fn readable(&self) -> io::Result<()> {
         match self {
             Socket::Uring(s) => s.readable().await,
             Socket::Epoll(s) => s.readable().await,
         }
     }
 
-    pub fn try_recv(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+    pub(crate) fn try_recv(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
         match self {
             Socket::Uring(s) => s.try_recv(buf),
             Socket::Epoll(s) => s.try_recv(buf),
         }
     }
 
-    pub async fn cancel_pending(&self) {
+    pub(crate) async fn cancel_pending(&self) {
         match self {
             Socket::Uring(s) => s.cancel_pending().await,
             Socket::Epoll(s) => s.cancel_pending().await,
         }
     }
 
-    pub fn sendfile(
+    pub(crate) fn sendfile(
         &self,
         file: BorrowedFd<'_>,
         offset: &mut u64,
@@ -227,14 +231,14 @@ impl Socket {
         }
     }
 
-    pub fn shutdown(&self, how: std::net::Shutdown) {
+    pub(crate) fn shutdown(&self, how: std::net::Shutdown) {
         match self {
             Socket::Uring(s) => s.shutdown(how),
             Socket::Epoll(s) => s.shutdown(how),
         }
     }
 
-    pub fn set_nodelay(&self) -> io::Result<()> {
+    pub(crate) fn set_nodelay(&self) -> io::Result<()> {
         match self {
             Socket::Uring(s) => s.set_nodelay(),
             Socket::Epoll(s) => s.set_nodelay(),
@@ -242,7 +246,7 @@ impl Socket {
     }
 
     /// A handle to shut this socket down at teardown; it does not keep the socket open.
-    pub fn closer(&self) -> Closer {
+    pub(crate) fn closer(&self) -> Closer {
         match self {
             Socket::Uring(s) => Closer::Uring(s.closer()),
             Socket::Epoll(s) => Closer::Epoll(s.closer()),
@@ -259,7 +263,7 @@ pub(crate) enum Closer {
 
 impl Closer {
     /// Shuts the socket down both ways, if it is still open.
-    pub fn shut(&self) {
+    pub(crate) fn shut(&self) {
         match self {
             Closer::Uring(c) => uring::shut(c),
             Closer::Epoll(c) => epoll::shut(c),

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
-pub enum Fault {
+pub(super) enum Fault {
     None = 0,
     /// A request for [`PANIC_PATH`] panics inside its connection's task.
     PanicInConnection = 1,
@@ -13,14 +13,14 @@ pub enum Fault {
     PanicInAcceptLoop = 2,
 }
 
-pub const PANIC_PATH: &str = "/injected-panic";
+pub(super) const PANIC_PATH: &str = "/injected-panic";
 
 static ARMED: AtomicU8 = AtomicU8::new(Fault::None as u8);
 
-pub fn arm(f: Fault) {
+pub(super) fn arm(f: Fault) {
     ARMED.store(f as u8, Ordering::SeqCst);
 }
 
-pub fn armed(f: Fault) -> bool {
+pub(super) fn armed(f: Fault) -> bool {
     ARMED.load(Ordering::SeqCst) == f as u8
 }

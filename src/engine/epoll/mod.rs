@@ -36,14 +36,14 @@ pub(crate) struct Listener {
 
 impl Listener {
     /// Must be called on the worker's runtime.
-    pub fn new(listener: std::net::TcpListener) -> io::Result<Listener> {
+    pub(crate) fn new(listener: std::net::TcpListener) -> io::Result<Listener> {
         listener.set_nonblocking(true)?;
         Ok(Listener {
             inner: tokio::net::TcpListener::from_std(listener)?,
         })
     }
 
-    pub async fn accept(&self) -> io::Result<Socket> {
+    pub(crate) async fn accept(&self) -> io::Result<Socket> {
         let (stream, _) = self.inner.accept().await?;
         Ok(Socket {
             inner: Rc::new(stream),
@@ -52,7 +52,7 @@ impl Listener {
     }
 
     /// Makes the kernel refuse new connections to this socket (it stops listening).
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         let _ = rustix::net::shutdown(&self.inner, rustix::net::Shutdown::Both);
     }
 }
@@ -65,7 +65,7 @@ pub(crate) struct Socket {
 
 impl Socket {
     /// Receives into the spare capacity of `buf`; `Ok(0)` is the peer's end of stream.
-    pub async fn recv(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    pub(crate) async fn recv(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         if buf.len() == buf.capacity() {
             buf.reserve(1);
         }
@@ -91,7 +91,11 @@ impl Socket {
     }
 
     /// Sends what `batch` holds once it can; may send less than all of it.
-    pub async fn send(&self, batch: SendBatch, more: bool) -> (io::Result<usize>, SendBatch) {
+    pub(crate) async fn send(
+        &self,
+        batch: SendBatch,
+        more: bool,
+    ) -> (io::Result<usize>, SendBatch) {
         let mut flags = SendFlags::NOSIGNAL;
         if more {
             flags |= SendFlags::MORE;
@@ -118,17 +122,17 @@ impl Socket {
         }
     }
 
-    pub async fn writable(&self) -> io::Result<()> {
+    pub(crate) async fn writable(&self) -> io::Result<()> {
         self.inner.writable().await
     }
 
-    pub async fn readable(&self) -> io::Result<()> {
+    pub(crate) async fn readable(&self) -> io::Result<()> {
         self.inner.readable().await
     }
 
     /// Receives what is already there into the spare capacity of `buf`, without waiting
     /// (`ErrorKind::WouldBlock`: nothing yet); `Ok(0)` is the peer's end of stream.
-    pub fn try_recv(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+    pub(crate) fn try_recv(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
         if buf.len() == buf.capacity() {
             buf.reserve(1);
         }
@@ -142,13 +146,13 @@ impl Socket {
 
     /// Ends a pending [`Socket::recv`] with ECANCELED, handing back its buffer, as the
     /// io_uring engine's cancellation does. (Other waits here end by being dropped.)
-    pub async fn cancel_pending(&self) {
+    pub(crate) async fn cancel_pending(&self) {
         self.cancel.notify_waiters();
     }
 
     /// `sendfile(2)` without blocking; `WouldBlock` clears the readiness so that
     /// [`Socket::writable`] waits for real.
-    pub fn sendfile(
+    pub(crate) fn sendfile(
         &self,
         file: BorrowedFd<'_>,
         offset: &mut u64,
@@ -164,7 +168,7 @@ impl Socket {
         })
     }
 
-    pub fn shutdown(&self, how: std::net::Shutdown) {
+    pub(crate) fn shutdown(&self, how: std::net::Shutdown) {
         let how = match how {
             std::net::Shutdown::Read => rustix::net::Shutdown::Read,
             std::net::Shutdown::Write => rustix::net::Shutdown::Write,
@@ -173,12 +177,12 @@ impl Socket {
         let _ = rustix::net::shutdown(&*self.inner, how);
     }
 
-    pub fn set_nodelay(&self) -> io::Result<()> {
+    pub(crate) fn set_nodelay(&self) -> io::Result<()> {
         self.inner.set_nodelay(true)
     }
 
     /// A handle that can shut this socket down later without keeping it open.
-    pub fn closer(&self) -> Weak<tokio::net::TcpStream> {
+    pub(crate) fn closer(&self) -> Weak<tokio::net::TcpStream> {
         Rc::downgrade(&self.inner)
     }
 }

@@ -254,7 +254,7 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
-    pub fn new(listener: std::net::TcpListener) -> Listener {
+    pub(crate) fn new(listener: std::net::TcpListener) -> Listener {
         Listener {
             fd: Rc::new(listener.into()),
         }
@@ -262,7 +262,7 @@ impl Listener {
 
     /// Accepts one connection. The new socket is non-blocking (for `sendfile`) and
     /// close-on-exec.
-    pub async fn accept(&self) -> io::Result<Socket> {
+    pub(crate) async fn accept(&self) -> io::Result<Socket> {
         let fd = ops::accept(&self.fd).await?;
         Ok(Socket {
             fd: Rc::new(fd),
@@ -272,7 +272,7 @@ impl Listener {
 
     /// Wakes a pending [`Listener::accept`] with an error and makes the kernel refuse new
     /// connections to this socket (it stops listening).
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         let _ = rustix::net::shutdown(&*self.fd, rustix::net::Shutdown::Both);
     }
 }
@@ -287,14 +287,18 @@ pub(crate) struct Socket {
 impl Socket {
     /// Receives into the spare capacity of `buf` (after its length) and grows its length by
     /// the count received; `Ok(0)` is the peer's end of stream.
-    pub async fn recv(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    pub(crate) async fn recv(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         ops::recv(&self.fd, buf).await
     }
 
     /// Sends what `batch` holds, once; may send less than all of it (see
     /// [`SendBatch::consume`]). `more` (MSG_MORE) tells the kernel a body follows at once
     /// (by sendfile), so the head need not go out in a packet of its own.
-    pub async fn send(&self, batch: SendBatch, more: bool) -> (io::Result<usize>, SendBatch) {
+    pub(crate) async fn send(
+        &self,
+        batch: SendBatch,
+        more: bool,
+    ) -> (io::Result<usize>, SendBatch) {
         let msg = self.msg.take().unwrap_or_else(ops::MsgHdr::new);
         let (res, batch, msg) = ops::send(&self.fd, batch, msg, more).await;
         self.msg.set(Some(msg));
@@ -302,13 +306,13 @@ impl Socket {
     }
 
     /// Waits until the socket is writable (or has failed: the next send reports why).
-    pub async fn writable(&self) -> io::Result<()> {
+    pub(crate) async fn writable(&self) -> io::Result<()> {
         ops::poll_out(&self.fd).await
     }
 
     /// Receives what is already there into the spare capacity of `buf`, without waiting
     /// (`ErrorKind::WouldBlock`: nothing yet); `Ok(0)` is the peer's end of stream.
-    pub fn try_recv(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+    pub(crate) fn try_recv(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
         if buf.len() == buf.capacity() {
             buf.reserve(1);
         }
@@ -322,19 +326,19 @@ impl Socket {
 
     /// Waits until the socket has bytes to read, or the peer closed or failed: an idle
     /// connection waits here without lending the kernel a buffer.
-    pub async fn readable(&self) -> io::Result<()> {
+    pub(crate) async fn readable(&self) -> io::Result<()> {
         ops::poll(&self.fd, libc::POLLIN).await
     }
 
     /// Cancels every ring operation pending on this socket; they complete promptly (with
     /// ECANCELED unless they had already finished), handing back their buffers.
-    pub async fn cancel_pending(&self) {
+    pub(crate) async fn cancel_pending(&self) {
         let _ = ops::cancel_all(&self.fd).await;
     }
 
     /// `sendfile(2)` from `file` at `*offset`, at most `count` bytes, without blocking:
     /// `ErrorKind::WouldBlock` means wait for [`Socket::writable`].
-    pub fn sendfile(
+    pub(crate) fn sendfile(
         &self,
         file: BorrowedFd<'_>,
         offset: &mut u64,
@@ -345,7 +349,7 @@ impl Socket {
 
     /// Shuts down one or both directions. Pending ring operations on the socket complete
     /// promptly afterwards (a receive with 0, a send or poll with an error).
-    pub fn shutdown(&self, how: std::net::Shutdown) {
+    pub(crate) fn shutdown(&self, how: std::net::Shutdown) {
         let how = match how {
             std::net::Shutdown::Read => rustix::net::Shutdown::Read,
             std::net::Shutdown::Write => rustix::net::Shutdown::Write,
@@ -354,13 +358,13 @@ impl Socket {
         let _ = rustix::net::shutdown(&*self.fd, how);
     }
 
-    pub fn set_nodelay(&self) -> io::Result<()> {
+    pub(crate) fn set_nodelay(&self) -> io::Result<()> {
         Ok(rustix::net::sockopt::set_tcp_nodelay(&*self.fd, true)?)
     }
 
     /// A handle that can shut this socket down later without keeping its fd open: while
     /// any op is in flight its stable data holds the fd, so the handle reaches it.
-    pub fn closer(&self) -> Weak<OwnedFd> {
+    pub(crate) fn closer(&self) -> Weak<OwnedFd> {
         Rc::downgrade(&self.fd)
     }
 }
