@@ -198,15 +198,18 @@ fn cancels_by_fd(mut ring: io_uring::IoUring) -> bool {
 }
 
 /// Builds this thread's ring and runtime with `setup`, and runs `fut` to completion on it.
-/// When `fut` ends with ops possibly still in flight (`in_flight` says so from its output),
-/// the runtime is leaked instead of dropped: tokio-uring's `Driver::drop` would free those
-/// ops' buffers while the kernel may still write into them. Leaking (the ring's memory, its
-/// fd and the tasks left) is memory-safe; it happens only at shutdown, once per worker, when
-/// connections did not end even after their sockets were shut down.
+///
+/// A runtime is dropped only when no op is in flight: tokio-uring's `Driver::drop` would
+/// free the buffers of ops still in flight while the kernel may still write into them.
+/// Otherwise it is leaked (the ring's memory, its fd and the tasks left), which is
+/// memory-safe; it happens only at shutdown, once per worker, when connections did not end
+/// even after their sockets were shut down, and the worker says so (`announced` tells from
+/// `fut`'s output). Leaking unannounced is a bug in the worker's teardown: debug builds
+/// panic on it (after leaking, so that nothing unwinds through the ring).
 pub(crate) fn block_on<F: Future>(
     setup: RingSetup,
     fut: F,
-    in_flight: impl FnOnce(&F::Output) -> bool,
+    announced: impl FnOnce(&F::Output) -> bool,
 ) -> io::Result<F::Output> {
     let rt = tokio_uring::Runtime::new(
         tokio_uring::builder()
@@ -214,8 +217,13 @@ pub(crate) fn block_on<F: Future>(
             .uring_builder(&setup.builder()),
     )?;
     let out = rt.block_on(fut);
-    if in_flight(&out) {
+    let pending = ops::in_flight();
+    if pending > 0 {
         std::mem::forget(rt);
+        debug_assert!(
+            announced(&out),
+            "a worker ended with {pending} io_uring op(s) in flight and did not drain them"
+        );
     }
     Ok(out)
 }
