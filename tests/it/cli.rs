@@ -367,3 +367,145 @@ fn hidden_flag_serves_dotfiles() {
     run.signal(Signal::TERM);
     assert_eq!(run.wait_within(Duration::from_secs(5)).code(), Some(0));
 }
+
+#[test]
+fn settings_that_make_no_sense_exit_2_with_one_line_naming_the_flag() {
+    let site = site();
+    let cases: [(&[&str], &str); 8] = [
+        (&["--cache-size", "0"], "--cache-size"),
+        (
+            &["--cache-size", "2MiB", "--cache-max-file", "1MiB"],
+            "--cache-max-file",
+        ),
+        (&["--spa", "missing.html"], "--spa"),
+        (&["-H", "Transfer-Encoding: chunked"], "--header"),
+        (&["-H", "connection: close"], "--header"),
+        (&["-H", "Content-Length: 5"], "--header"),
+        (&["-H", "X-A: one\rtwo"], "--header"),
+        (&["-H", "X-A: nul\u{0}"], "--header"),
+    ];
+    for (args, flag) in cases {
+        if args.iter().any(|a| a.contains('\0')) {
+            // An argument cannot carry NUL; the unit tests cover it (config.rs).
+            continue;
+        }
+        let mut cmd = fserve_cmd();
+        cmd.args(["-p", "0", "-b", "127.0.0.1", "-t", "1"])
+            .args(args)
+            .arg(site.path());
+        let (status, stderr) = run_to_exit(cmd, Duration::from_secs(10));
+        assert_eq!(status.code(), Some(2), "{args:?}: stderr {stderr:?}");
+        assert_one_fserve_line(&stderr);
+        assert!(
+            stderr.starts_with(&format!("fserve: {flag}")),
+            "{args:?}: {stderr:?} does not start by naming {flag}"
+        );
+    }
+}
+
+#[test]
+fn a_second_server_on_a_port_already_listened_on_exits_2() {
+    let site = site();
+    for io in ["uring", "epoll"] {
+        let mut cmd = fserve_cmd();
+        cmd.args(["-p", "0", "-b", "127.0.0.1", "-t", "2", "--io", io])
+            .arg(site.path());
+        let mut first = Running::spawn(cmd);
+        let line = first.next_line(Duration::from_secs(10));
+        // parse_start_line expects io_uring; the epoll start line differs only there.
+        let port = parse_start_line(&line.replace(", epoll)", ", io_uring)"), site.path(), 2);
+        for bind in ["127.0.0.1", "0.0.0.0"] {
+            let mut cmd = fserve_cmd();
+            cmd.args(["-p", &port.to_string(), "-b", bind, "-t", "2", "--io", io])
+                .arg(site.path());
+            let (status, stderr) = run_to_exit(cmd, Duration::from_secs(10));
+            assert_eq!(status.code(), Some(2), "{io} {bind}:{port}: {stderr:?}");
+            assert_one_fserve_line(&stderr);
+            assert!(
+                stderr.contains("already listens") && stderr.contains(&format!("sport = :{port}")),
+                "{io} {bind}:{port}: {stderr:?}"
+            );
+        }
+        first.signal(Signal::TERM);
+        assert_eq!(first.wait_within(Duration::from_secs(5)).code(), Some(0));
+    }
+}
+
+/// The soft and hard "Max open files" of a running process.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let mut f = line["Max open files".len()..].split_whitespace();
+    (f.next().unwrap().to_string(), f.next().unwrap().to_string())
+}
+
+#[test]
+fn the_open_file_limit_is_raised_and_a_shortfall_is_said_once() {
+    let site = site();
+    // A low soft limit under a higher hard one: raised to the hard one, no warning.
+    let mut cmd = fserve_cmd();
+    cmd.args(["-c", "ulimit -S -n 256 && exec \"$0\" \"$@\"", BIN])
+        .args([
+            "-p",
+            "0",
+            "-b",
+            "127.0.0.1",
+            "-t",
+            "1",
+            "--max-connections",
+            "1000",
+        ])
+        .arg(site.path());
+    let mut cmd_sh = Command::new("sh");
+    cmd_sh.args(cmd.get_args());
+    cmd_sh.env_clear().stdin(Stdio::null());
+    let mut run = Running::spawn(cmd_sh);
+    parse_start_line(&run.next_line(Duration::from_secs(10)), site.path(), 1);
+    let (soft, hard) = open_file_limits(run.child.id());
+    assert_eq!(
+        soft, hard,
+        "the soft open-file limit was not raised to the hard one"
+    );
+    assert!(
+        run.stderr_lines
+            .recv_timeout(Duration::from_millis(300))
+            .is_err(),
+        "a warning although the limit suffices"
+    );
+    run.signal(Signal::TERM);
+    assert_eq!(run.wait_within(Duration::from_secs(5)).code(), Some(0));
+
+    // A hard limit of 256 cannot hold 1,000 connections: one warning line, and it serves.
+    let mut sh = Command::new("sh");
+    sh.args(["-c", "ulimit -n 256 && exec \"$0\" \"$@\"", BIN])
+        .args([
+            "-p",
+            "0",
+            "-b",
+            "127.0.0.1",
+            "-t",
+            "1",
+            "--max-connections",
+            "1000",
+        ])
+        .arg(site.path())
+        .env_clear()
+        .stdin(Stdio::null());
+    let mut run = Running::spawn(sh);
+    let port = parse_start_line(&run.next_line(Duration::from_secs(10)), site.path(), 1);
+    let warning = run.next_line(Duration::from_secs(5));
+    assert!(
+        warning.starts_with("fserve: warning: ")
+            && warning.contains("open-file limit is 256")
+            && warning.contains("ulimit -n"),
+        "{warning:?}"
+    );
+    let mut c = Conn::open(SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port));
+    c.get("/").assert_status(200);
+    drop(c);
+    run.signal(Signal::TERM);
+    assert_eq!(run.wait_within(Duration::from_secs(5)).code(), Some(0));
+}

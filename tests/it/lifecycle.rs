@@ -207,3 +207,31 @@ fn two_servers_get_different_ports() {
     assert_eq!(a.get("/").status, 200);
     assert_eq!(b.get("/").status, 200);
 }
+
+#[test]
+fn a_port_something_listens_on_is_refused_not_shared() {
+    let t = TestServer::with(files, |_| {});
+    let port = t.addr.port();
+    for bind in [IpAddr::from([127, 0, 0, 1]), IpAddr::from([0, 0, 0, 0])] {
+        let mut cfg = test_config(&t.root);
+        cfg.bind = bind;
+        cfg.port = port;
+        match fserve::Server::start(cfg) {
+            Ok(_) => panic!("a second server started on {bind}:{port} beside the first"),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("already listens") && msg.contains(&format!("sport = :{port}")),
+                    "{bind}:{port}: {msg}"
+                );
+            }
+        }
+    }
+    // A plain listener (no SO_REUSEPORT) holds a port just as well.
+    let other = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cfg = test_config(&t.root);
+    cfg.port = other.local_addr().unwrap().port();
+    assert!(fserve::Server::start(cfg).is_err());
+    // The first server is untouched.
+    assert_eq!(t.get("/").text(), "<h1>home</h1>\n");
+}
