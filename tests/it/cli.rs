@@ -1,5 +1,6 @@
 //! The real binary: start line, serving, SIGTERM/SIGINT exit 0, start-up
-//! failures exit 2 with one `fserve: ` line, --help.
+//! failures exit 2 with one `fserve: ` line (settings that make no sense name their
+//! flag; a port something already listens on), the open-file limit, --help.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{IpAddr, SocketAddr, TcpListener};

@@ -1,5 +1,6 @@
 //! Server lifecycle through the library API: start, local_addr, one io_uring
-//! per worker, graceful shutdown, start-up errors.
+//! per worker, graceful shutdown, start-up errors (a port already listened on
+//! included).
 
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
