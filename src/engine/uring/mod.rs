@@ -211,21 +211,35 @@ pub(crate) fn block_on<F: Future>(
     fut: F,
     announced: impl FnOnce(&F::Output) -> bool,
 ) -> io::Result<F::Output> {
-    let rt = tokio_uring::Runtime::new(
+    let rt = RuntimeGuard(Some(tokio_uring::Runtime::new(
         tokio_uring::builder()
             .entries(RING_ENTRIES)
             .uring_builder(&setup.builder()),
-    )?;
-    let out = rt.block_on(fut);
+    )?));
+    let out = rt.0.as_ref().map(|rt| rt.block_on(fut));
     let pending = ops::in_flight();
-    if pending > 0 {
-        std::mem::forget(rt);
-        debug_assert!(
-            announced(&out),
-            "a worker ended with {pending} io_uring op(s) in flight and did not drain them"
-        );
-    }
+    drop(rt);
+    let out = out.expect("the runtime was built above");
+    debug_assert!(
+        pending == 0 || announced(&out),
+        "a worker ended with {pending} io_uring op(s) in flight and did not drain them"
+    );
     Ok(out)
+}
+
+/// Owns a runtime and drops it only when no op is in flight, leaking it otherwise; also
+/// when a panic unwinds through [`block_on`] (the worker's own loop exits the process
+/// before that, from inside the runtime; this is the net under it).
+struct RuntimeGuard(Option<tokio_uring::Runtime>);
+
+impl Drop for RuntimeGuard {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            if ops::in_flight() > 0 {
+                std::mem::forget(rt);
+            }
+        }
+    }
 }
 
 /// io_uring ops in flight on this thread's ring (see `engine::ops_in_flight`).
