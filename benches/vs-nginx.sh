@@ -501,7 +501,7 @@ check_engine() { # SLOT LOG ENGINE
         cat "$log" >&2
         die "$slot: fserve printed no start line 'fserve: serving … (N workers, $want)' (log above: $log)"
     fi
-    if [[ $line != *"($THREADS workers, $want)" ]]; then
+    if [[ $line != *"($THREADS workers, $want)" && $line != *"($THREADS worker, $want)" ]]; then
         cat "$log" >&2
         if [[ $want == io_uring ]] && grep -q 'epoll engine instead' "$log"; then
             hint=" (io_uring is refused here, see the log above; SLOTS=\"nginx fserve-epoll\" benchmarks the epoll engine alone)"
