@@ -151,6 +151,25 @@ pub fn write_etag(out: &mut Vec<u8>, mtime: i64, len: u64, coding: Option<&str>)
     out.push(b'"');
 }
 
+/// A strong entity tag for a representation held in memory, from [`super::etag::content_hash`]
+/// of its bytes: `"<16 hex digits>"`, or `"<16 hex digits>-<coding>"` for a precompressed
+/// one (as [`write_etag`] marks its coding), so a release that changes the bytes but not the
+/// size or mtime still changes the tag, and replicas with the same bytes agree. Sixteen
+/// digits always, so it never looks like nginx's `"mtime-size"`.
+pub fn write_content_etag(out: &mut Vec<u8>, hash: u64, coding: Option<&str>) {
+    out.push(b'"');
+    for shift in (0..16).rev() {
+        out.push(HEX_LOWER[((hash >> (shift * 4)) & 15) as usize]);
+    }
+    if let Some(coding) = coding {
+        out.push(b'-');
+        out.extend_from_slice(coding.as_bytes());
+    }
+    out.push(b'"');
+}
+
+const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
+
 fn write_decimal(out: &mut Vec<u8>, n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
@@ -419,6 +438,30 @@ mod tests {
         etag.clear();
         write_etag(&mut etag, 0, 5, Some("br"));
         assert_eq!(text(&etag), "\"0-5-br\"");
+    }
+
+    #[test]
+    fn content_etags() {
+        let cases: &[(u64, Option<&str>, &str)] = &[
+            (0, None, "\"0000000000000000\""),
+            (0x2d06_8005_38d3_94c2, None, "\"2d06800538d394c2\""),
+            (u64::MAX, Some("br"), "\"ffffffffffffffff-br\""),
+            (0xab, Some("zstd"), "\"00000000000000ab-zstd\""),
+        ];
+        for &(hash, coding, want) in cases {
+            let mut out = b"ETag: ".to_vec();
+            write_content_etag(&mut out, hash, coding);
+            assert_eq!(text(&out), format!("ETag: {want}"));
+            // A valid strong tag (RFC 9110 §8.8.3) that matches itself.
+            let tag = super::super::etag::EntityTag::parse(&out[6..]).unwrap();
+            assert!(!tag.weak && tag.strong_eq(tag));
+        }
+        // Same size and mtime, different bytes: different tags.
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let hash = super::super::etag::content_hash;
+        write_content_etag(&mut a, hash(b"v1.0.0"), None);
+        write_content_etag(&mut b, hash(b"v1.0.1"), None);
+        assert_ne!(a, b);
     }
 
     #[test]
