@@ -3,6 +3,8 @@
 //! symlinks, listings).
 
 use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use super::support::*;
 
@@ -34,4 +36,113 @@ fn directory_redirect_location_stays_on_this_host() {
     assert!(!r.text().contains("<script>"), "{}", r.text());
     // The encoded Location leads to the directory.
     c.get(&format!("/{location}")).assert_status(200);
+}
+
+/// Waits (at most 10 s) until thread `tid` of this process waits in open(2) for a FIFO's
+/// reader, as the kernel reports it.
+fn wait_until_blocked_on_fifo(tid: i32) {
+    let wchan = format!("/proc/self/task/{tid}/wchan");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = std::fs::read_to_string(&wchan).unwrap_or_default();
+        if now == "wait_for_partner" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the writer never blocked on the FIFO ({wchan}: {now:?})"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A FIFO in the root with a writer blocked on it: requesting it is a 404 and the writer
+/// stays blocked (opening the FIFO for reading would have released it).
+#[test]
+fn a_fifo_is_refused_without_releasing_its_writer() {
+    let t = TestServer::with(
+        |root: &Path| {
+            write(root, "index.html", "home\n");
+        },
+        |_| {},
+    );
+    let fifo = t.root.join("feed.txt");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+    )
+    .expect("mkfifo");
+    let (opened_tx, opened) = mpsc::channel();
+    let (tid_tx, tid) = mpsc::channel();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tid_tx.send(rustix::thread::gettid().as_raw_nonzero().get());
+            let f = std::fs::OpenOptions::new().write(true).open(&fifo);
+            let _ = opened_tx.send(());
+            drop(f);
+        })
+    };
+    wait_until_blocked_on_fifo(tid.recv().unwrap());
+    let mut c = t.connect();
+    c.get("/feed.txt").assert_error(404);
+    c.head("/feed.txt").assert_status(404);
+    assert_eq!(c.get("/index.html").text(), "home\n");
+    assert_eq!(
+        opened.recv_timeout(Duration::from_millis(300)),
+        Err(mpsc::RecvTimeoutError::Timeout),
+        "the writer blocked on the FIFO was released: fserve opened it"
+    );
+    let reader = rustix::fs::open(
+        &fifo,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK,
+        rustix::fs::Mode::empty(),
+    );
+    opened
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the writer opens once a reader comes");
+    drop(reader);
+    writer.join().unwrap();
+}
+
+/// A symlink inside the root to a dotfile, or to a dot-directory, does not get around the
+/// dotfile rule: the rule applies to where the link leads. Links to ordinary files and to
+/// /.well-known/ still work.
+#[test]
+fn symlinks_to_dotfiles_are_hidden() {
+    let t = TestServer::with(
+        |root: &Path| {
+            write(root, ".git/config", "[core]\n");
+            write(root, ".env", "SECRET_KEY=1\n");
+            write(root, ".well-known/security.txt", "Contact: x\n");
+            write(root, "docs/a.txt", "a\n");
+            for (link, target) in [
+                ("gitlink", ".git"),
+                ("envlink.txt", ".env"),
+                ("wk", ".well-known"),
+                ("doclink", "docs"),
+            ] {
+                std::os::unix::fs::symlink(target, root.join(link)).unwrap();
+            }
+        },
+        |cfg| cfg.listing = true,
+    );
+    let mut c = t.connect();
+    for target in ["/gitlink/config", "/envlink.txt", "/gitlink/", "/gitlink"] {
+        let r = c.get(target);
+        r.assert_error(404);
+        assert!(!r.text().contains("core") && !r.text().contains("SECRET"));
+    }
+    assert_eq!(c.get("/wk/security.txt").text(), "Contact: x\n");
+    assert_eq!(c.get("/doclink/a.txt").text(), "a\n");
+    let listing = c.get("/").text();
+    assert!(
+        listing.contains("doclink") && listing.contains("wk"),
+        "{listing}"
+    );
+    assert!(
+        !listing.contains("gitlink") && !listing.contains("envlink"),
+        "{listing}"
+    );
 }
