@@ -146,3 +146,74 @@ fn symlinks_to_dotfiles_are_hidden() {
         "{listing}"
     );
 }
+
+/// RFC 9112 on the wire: each head that a front proxy could read differently is a 400 and a
+/// closed connection (nothing after it is read as a request), and a CRLF before a request
+/// line is ignored (§2.2).
+#[test]
+fn request_admission_on_the_wire() {
+    let t = TestServer::with(
+        |root: &Path| {
+            write(root, "a.txt", "alpha\n");
+        },
+        |_| {},
+    );
+    let smuggled = "GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let refused: &[(&str, String)] = &[
+        ("bare LF", "GET /a.txt HTTP/1.1\nHost: localhost\n\n".to_string()),
+        (
+            "bare LF in one field line",
+            "GET /a.txt HTTP/1.1\r\nHost: localhost\r\nX: y\nContent-Length: 5\r\n\r\n".to_string(),
+        ),
+        (
+            "Transfer-Encoding with Content-Length",
+            "POST /a.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_string(),
+        ),
+        (
+            "chunked not final",
+            "POST /a.txt HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked, identity\r\n\r\n".to_string(),
+        ),
+        (
+            "Transfer-Encoding in HTTP/1.0",
+            "POST /a.txt HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_string(),
+        ),
+        ("invalid Host", "GET /a.txt HTTP/1.1\r\nHost: a/b\r\n\r\n".to_string()),
+        (
+            "absolute-form with userinfo",
+            "GET http://u@localhost/a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n".to_string(),
+        ),
+        ("asterisk with GET", "GET * HTTP/1.1\r\nHost: localhost\r\n\r\n".to_string()),
+        (
+            "whitespace before a colon",
+            "GET /a.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length : 5\r\n\r\n".to_string(),
+        ),
+        (
+            "obs-fold",
+            "GET /a.txt HTTP/1.1\r\nHost: localhost\r\nX: a\r\n b\r\n\r\n".to_string(),
+        ),
+    ];
+    for (what, head) in refused {
+        let mut c = t.connect();
+        c.send(format!("{head}{smuggled}"));
+        let r = c.read_response();
+        assert_eq!(r.status, 400, "{what}\n{}", r.describe());
+        r.assert_connection_close();
+        c.assert_closed();
+    }
+    // §2.2: an empty line before a request line is ignored, on a kept-alive connection too.
+    let mut c = t.connect();
+    c.send(format!("\r\n{smuggled}\r\n{smuggled}"));
+    for _ in 0..2 {
+        let r = c.read_response();
+        r.assert_status(200);
+        assert_eq!(r.text(), "alpha\n");
+    }
+    // A well-framed chunked request is refused with 411 (fserve reads no chunked bodies).
+    let mut c = t.connect();
+    c.send(
+        "POST /a.txt HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
+    let r = c.read_response();
+    assert_eq!(r.status, 411, "{}", r.describe());
+    r.assert_connection_close();
+}
