@@ -229,8 +229,12 @@ fn openat2_beneath(
     }
 }
 
-/// Most entries a directory listing shows.
-pub const MAX_LISTED: usize = 10_000;
+/// Most entries a directory listing shows: the first by name. Bounds the work of one
+/// listing (a stat per entry shown) and the size of its page.
+pub const MAX_LISTED: usize = 5_000;
+/// Most names read from one directory for a listing: past this many, the listing shows the
+/// first [`MAX_LISTED`] of those read (in the directory's own order) and says it is partial.
+pub const MAX_SCANNED: usize = 100_000;
 
 /// A directory entry, for a listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -241,23 +245,46 @@ pub struct Listed {
     pub mtime: i64,
 }
 
+/// What a listing shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Sorted by name.
+    pub entries: Vec<Listed>,
+    /// Some entries were left out ([`MAX_LISTED`], [`MAX_SCANNED`]).
+    pub truncated: bool,
+}
+
 impl Root {
     /// The regular files and directories in the directory `rel`, sorted by name, at most
     /// [`MAX_LISTED`]. Dotfiles are left out unless `hidden`. A symlink is shown as what it
-    /// points to, and only if that lies beneath the root.
-    pub fn list(&self, rel: &[u8], hidden: bool) -> Result<Vec<Listed>, OpenError> {
+    /// points to, and only if that lies beneath the root (and is not hidden: see
+    /// [`Root::show_hidden`]).
+    pub fn list(&self, rel: &[u8], hidden: bool) -> Result<Listing, OpenError> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
-        let fd = rustix::fs::openat2(&self.fd, rel, flags, Mode::empty(), resolve)?;
-        let mut out = Vec::new();
-        let mut path = Vec::new();
+        let fd = openat2_beneath(&self.fd, rel, flags, false)?;
+        let mut names = Vec::new();
+        let mut truncated = false;
         for entry in rustix::fs::Dir::read_from(&fd)? {
             let entry = entry?;
             let name = entry.file_name().to_bytes();
             if name == b"." || name == b".." || (!hidden && name.starts_with(b".")) {
                 continue;
             }
-            let Ok(st) = rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) else {
+            if names.len() == MAX_SCANNED {
+                truncated = true;
+                break;
+            }
+            names.push(name.to_vec());
+        }
+        names.sort_unstable();
+        if names.len() > MAX_LISTED {
+            names.truncate(MAX_LISTED);
+            truncated = true;
+        }
+        let mut entries = Vec::with_capacity(names.len());
+        let mut path = Vec::new();
+        for name in names {
+            let Ok(st) = rustix::fs::statat(&fd, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) else {
                 continue;
             };
             let meta = if rustix::fs::FileType::from_raw_mode(st.st_mode)
@@ -268,7 +295,7 @@ impl Root {
                     path.extend_from_slice(rel);
                     path.push(b'/');
                 }
-                path.extend_from_slice(name);
+                path.extend_from_slice(&name);
                 match self.meta_beneath(&path) {
                     Ok(meta) => meta,
                     Err(_) => continue,
@@ -279,18 +306,14 @@ impl Root {
             if meta.kind == Kind::Other {
                 continue;
             }
-            out.push(Listed {
-                name: name.to_vec(),
+            entries.push(Listed {
+                name,
                 dir: meta.kind == Kind::Dir,
                 len: meta.len,
                 mtime: meta.mtime,
             });
-            if out.len() == MAX_LISTED {
-                break;
-            }
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        Ok(Listing { entries, truncated })
     }
 }
 
@@ -373,6 +396,7 @@ mod tests {
         let names: Vec<Vec<u8>> = root
             .list(b".", false)
             .unwrap()
+            .entries
             .into_iter()
             .map(|e| e.name)
             .collect();
@@ -401,7 +425,7 @@ mod tests {
         let root = Root::open(tmp.path()).unwrap();
         assert!(matches!(root.open_file(b"pipe"), Err(OpenError::NotFound)));
         assert!(matches!(root.stat(b"pipe"), Ok(m) if m.kind == Kind::Other));
-        assert!(root.list(b".", true).unwrap().is_empty());
+        assert!(root.list(b".", true).unwrap().entries.is_empty());
         assert_eq!(
             writer_opened.recv_timeout(Duration::from_millis(300)),
             Err(mpsc::RecvTimeoutError::Timeout),
@@ -414,6 +438,27 @@ mod tests {
             .expect("the writer opens once a reader comes");
         drop(reader);
         writer.join().unwrap();
+    }
+
+    #[test]
+    fn listings_show_the_first_entries_by_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        for i in 0..MAX_LISTED + 2 {
+            std::fs::write(tmp.path().join(format!("f{i:05}")), "").unwrap();
+        }
+        std::fs::write(tmp.path().join(".hidden"), "").unwrap();
+        let root = Root::open(tmp.path()).unwrap();
+        let listing = root.list(b".", false).unwrap();
+        assert!(listing.truncated);
+        assert_eq!(listing.entries.len(), MAX_LISTED);
+        assert_eq!(listing.entries[0].name, b"f00000");
+        let last = format!("f{:05}", MAX_LISTED - 1);
+        assert_eq!(listing.entries[MAX_LISTED - 1].name, last.as_bytes());
+        std::fs::remove_file(tmp.path().join("f00000")).unwrap();
+        std::fs::remove_file(tmp.path().join("f00001")).unwrap();
+        let listing = root.list(b".", false).unwrap();
+        assert!(!listing.truncated);
+        assert_eq!(listing.entries.len(), MAX_LISTED);
     }
 
     /// Waits (at most 10 s) until thread `tid` of this process waits in open(2) for a FIFO's

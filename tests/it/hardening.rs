@@ -217,3 +217,77 @@ fn request_admission_on_the_wire() {
     assert_eq!(r.status, 411, "{}", r.describe());
     r.assert_connection_close();
 }
+
+/// A directory with more entries than one listing shows: the listing is partial and says
+/// so; repeated requests are served from the worker's listing cache (HTML and JSON apart),
+/// and a new file shows once the directory is looked at again (within about a second).
+#[test]
+fn listings_are_cached_bounded_and_revalidated() {
+    const SHOWN: usize = 5_000;
+    let t = TestServer::with(
+        |root: &Path| {
+            std::fs::create_dir(root.join("many")).unwrap();
+            for i in 0..=SHOWN {
+                std::fs::write(root.join(format!("many/f{i:05}")), "").unwrap();
+            }
+        },
+        |cfg| cfg.listing = true,
+    );
+    // One connection: one worker, so one listing cache.
+    let mut c = t.connect();
+    let html = c.get("/many/");
+    html.assert_status(200);
+    let page = html.text();
+    assert!(page.contains(">f00000</a><td>0<td>"), "{}", &page[..600]);
+    assert!(page.contains(">f04999</a>") && !page.contains(">f05000</a>"));
+    assert!(
+        page.contains(&format!(
+            "Only the first {SHOWN} entries by name are listed."
+        )),
+        "no note that the listing is partial"
+    );
+    c.send(request("GET", "/many/", &["Accept: application/json"]));
+    let json = c.read_response();
+    json.assert_status(200);
+    assert!(
+        json.expect_header("Content-Type")
+            .starts_with("application/json")
+    );
+    assert!(
+        json.text()
+            .starts_with("[\n{\"name\":\"f00000\",\"dir\":false,\"size\":0,")
+    );
+    assert_eq!(json.text().matches("\"name\":").count(), SHOWN);
+
+    // A file that changes in place does not change its directory: the cached listings are
+    // served as they were (for at most their maximum age, 10 s).
+    std::fs::write(t.root.join("many/f00000"), "12345").unwrap();
+    assert!(
+        c.get("/many/").text() == page,
+        "the HTML listing was rendered again"
+    );
+    c.send(request("GET", "/many/", &["Accept: application/json"]));
+    assert!(
+        c.read_response().text() == json.text(),
+        "the JSON listing was rendered again"
+    );
+
+    // A new file changes the directory: it shows after the next revalidation.
+    std::fs::write(t.root.join("many/a-new.txt"), "new\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = c.get("/many/").text();
+        if page.contains(">a-new.txt</a>") {
+            assert!(page.contains(">f00000</a><td>5<td>"), "rendered afresh");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new file never showed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.send(request("GET", "/many/", &["Accept: application/json"]));
+    assert!(
+        c.read_response()
+            .text()
+            .starts_with("[\n{\"name\":\"a-new.txt\"")
+    );
+}
