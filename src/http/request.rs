@@ -428,9 +428,13 @@ fn is_valid_host(value: &[u8]) -> bool {
             None => (value, &b""[..]),
         },
     };
-    let host_ok = host
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b));
+    let host_ok = host.iter().enumerate().all(|(i, &b)| {
+        b.is_ascii_alphanumeric()
+            || b"-._~!$&'()*+,;=".contains(&b)
+            || (b == b'%'
+                && host.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && host.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
     let port_ok = match port {
         [] => true,
         [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
@@ -826,6 +830,7 @@ mod tests {
             ("Host with userinfo", b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", BAD),
             ("Host with a bad port", b"GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n", BAD),
             ("Host with two colons", b"GET / HTTP/1.1\r\nHost: a:1:2\r\n\r\n", BAD),
+            ("Host with a bad escape", b"GET / HTTP/1.1\r\nHost: a%zz\r\n\r\n", BAD),
             ("unclosed IP-literal", b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", BAD),
             ("invalid Host in 1.0", b"GET / HTTP/1.0\r\nHost: a\"b\r\n\r\n", BAD),
             // §3.2: the target's form must fit the method.
@@ -917,6 +922,13 @@ mod tests {
             (
                 "IPv4 Host",
                 "GET /a HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                Method::Get,
+                "/a",
+                0,
+            ),
+            (
+                "escaped Host",
+                "GET /a HTTP/1.1\r\nHost: a%2Db\r\n\r\n",
                 Method::Get,
                 "/a",
                 0,
