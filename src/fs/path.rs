@@ -124,8 +124,8 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// Dotfiles (`.env`, `.git/`, `.htpasswd`) are hidden; `/.well-known/` (RFC 8615) is not,
-/// though dotfiles beneath it are.
-fn is_hidden(normalized: &[u8]) -> bool {
+/// though dotfiles beneath it are. Takes a normalised path, with or without its leading `/`.
+pub fn is_hidden(normalized: &[u8]) -> bool {
     let mut segments = normalized.split(|&b| b == b'/').filter(|s| !s.is_empty());
     match segments.next() {
         Some(b".well-known") => {}

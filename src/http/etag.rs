@@ -5,6 +5,11 @@
 //! Tags borrow the field value; nothing allocates. This module never decides a status: what
 //! a match means is [`super::conditional`]'s business.
 //!
+//! Which tag a representation carries: files sent from disk keep nginx's `"mtime-size"`
+//! ([`super::response::write_etag`]); files held in memory, whose every byte was read, get
+//! one derived from their content ([`content_hash`], [`super::response::write_content_etag`]),
+//! so two releases with the same size and mtime never share a validator.
+//!
 //! Field values arrive as httparse admits them (SP, HTAB, VCHAR, obs-text), so trimming ASCII
 //! whitespace trims exactly the optional whitespace (OWS) of the grammar.
 
@@ -104,6 +109,14 @@ fn split_tag(s: &[u8]) -> Option<(EntityTag<'_>, &[u8])> {
 /// `etagc = %x21 / %x23-7E / obs-text` (§8.8.3): visible characters but `"`, and obs-text.
 fn is_etagc(b: u8) -> bool {
     b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80
+}
+
+/// The hash of a representation's bytes that its in-memory strong ETag is made of: XXH3-64
+/// with seed 0, a published algorithm, so every process on every machine (and every release
+/// of fserve) derives the same tag from the same bytes. Computed once, when a file is
+/// loaded. Not a cryptographic hash: a validator only has to change when the content does.
+pub fn content_hash(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
 }
 
 #[cfg(test)]
@@ -278,6 +291,22 @@ mod tests {
                 want_weak,
                 "{field:?} vs {current_text}"
             );
+        }
+    }
+
+    #[test]
+    fn content_hash_is_xxh3_and_tells_contents_apart() {
+        // Published XXH3-64 values (seed 0): the same on every machine and in every process.
+        assert_eq!(content_hash(b""), 0x2d06_8005_38d3_94c2);
+        assert_eq!(content_hash(b"a"), 0xe6c6_32b6_1e96_4e1f);
+        // Same length, one byte apart; sizes around the algorithm's internal block edges.
+        assert_ne!(content_hash(b"release 1"), content_hash(b"release 2"));
+        for len in [16usize, 17, 128, 129, 240, 241, 1024, 128 * 1024] {
+            let a = vec![7u8; len];
+            let mut b = a.clone();
+            b[len / 2] ^= 1;
+            assert_ne!(content_hash(&a), content_hash(&b), "{len}");
+            assert_eq!(content_hash(&a), content_hash(&a.clone()), "{len}");
         }
     }
 }

@@ -3,6 +3,24 @@
 //! [`parse`] borrows the receive buffer and a caller-owned header array; nothing allocates.
 //! `Ok(None)` means the head is incomplete: read more. A [`Reject`] is an error response the
 //! connection must close after (400, 411, 413, 414, 431, 505).
+//!
+//! httparse enforces the grammar of the request line and the field lines (RFC 9112 §3: one
+//! SP between method, target and version, a case-sensitive `HTTP/1.x`; §5.1: no whitespace
+//! between a field name and its colon; §5.2: no obs-fold; §5.5: no CTL but HTAB in a value,
+//! so no bare CR or NUL) and skips empty lines before the request line (§2.2). The admission
+//! rules around it, each at its code:
+//!
+//! - line endings are CRLF only (§2.2 allows a bare LF; fserve refuses it, see
+//!   [`has_bare_lf`]);
+//! - Host: exactly one in HTTP/1.1, at most one in HTTP/1.0, and a valid `uri-host [":"
+//!   port]` (§3.2);
+//! - the request-target's form fits the method (§3.2): origin-form and absolute-form (with a
+//!   host and no userinfo, RFC 9110 §4.2.1, §4.2.4) for any method, asterisk-form only with
+//!   OPTIONS, authority-form only with CONNECT;
+//! - body framing (§6): Transfer-Encoding with Content-Length, in HTTP/1.0, or without
+//!   chunked as its only final coding is a 400; a valid chunked request is a 411 (fserve reads
+//!   no request body it does not know the length of); Content-Length is one or more equal
+//!   decimal values (RFC 9110 §8.6), else 400.
 
 use super::status::Status;
 
@@ -174,6 +192,9 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>, Reject>
             "request head too large",
         ));
     }
+    if has_bare_lf(&buf[..head_len]) {
+        return Err(reject(Status::BadRequest, "line ending without CR"));
+    }
     let method = match req.method {
         Some("GET") => Method::Get,
         Some("HEAD") => Method::Head,
@@ -190,6 +211,7 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>, Reject>
     }
 
     let mut hosts = 0;
+    let mut transfer_codings = TransferCodings::default();
     let mut close = false;
     let mut keep_alive_token = false;
     let mut content_length: Option<u64> = None;
@@ -236,6 +258,10 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>, Reject>
             fields.repeated |= first(&mut fields.accept, value) * REPEATED_ACCEPT;
         } else if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
+            // RFC 9112 §3.2: a Host with an invalid value is a 400.
+            if !is_valid_host(value) {
+                return Err(reject(Status::BadRequest, "invalid Host"));
+            }
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
@@ -243,24 +269,52 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>, Reject>
                 keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if name.eq_ignore_ascii_case(b"content-length") {
-            // RFC 9112 §6.3: differing or invalid lengths make the framing unknowable.
-            let n = parse_content_length(h.value)
-                .ok_or(reject(Status::BadRequest, "invalid Content-Length"))?;
-            if content_length.is_some_and(|prev| prev != n) {
-                return Err(reject(Status::BadRequest, "conflicting Content-Length"));
+            // RFC 9112 §6.3: differing or invalid lengths make the framing unknowable. A
+            // list of equal values is that value (RFC 9110 §8.6), on one line or several.
+            for element in h.value.split(|&b| b == b',') {
+                let n = parse_content_length(element)
+                    .ok_or(reject(Status::BadRequest, "invalid Content-Length"))?;
+                if content_length.is_some_and(|prev| prev != n) {
+                    return Err(reject(Status::BadRequest, "conflicting Content-Length"));
+                }
+                content_length = Some(n);
             }
-            content_length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            // RFC 9112 §6.1: a server may refuse a chunked body with 411 and close.
-            return Err(reject(
-                Status::LengthRequired,
-                "chunked request bodies are not accepted",
-            ));
+            transfer_codings.add(h.value);
         }
     }
     // RFC 9112 §3.2: a 1.1 request without Host, or any request with several, is a 400.
     if hosts > 1 || (hosts == 0 && version == Version::Http11) {
         return Err(reject(Status::BadRequest, "missing or repeated Host"));
+    }
+    if transfer_codings.present {
+        // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
+        if version == Version::Http10 {
+            return Err(reject(
+                Status::BadRequest,
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
+        }
+        // RFC 9112 §6.3 (3): both together may be a smuggling attempt; the server closes.
+        if content_length.is_some() {
+            return Err(reject(
+                Status::BadRequest,
+                "both Transfer-Encoding and Content-Length",
+            ));
+        }
+        // RFC 9112 §6.3 (4): a request whose final coding is not chunked cannot be framed;
+        // §7: chunked is applied once.
+        if !transfer_codings.chunked_last() {
+            return Err(reject(
+                Status::BadRequest,
+                "chunked is not the final transfer coding",
+            ));
+        }
+        // RFC 9112 §6.1: a server may refuse a chunked body with 411 and close.
+        return Err(reject(
+            Status::LengthRequired,
+            "chunked request bodies are not accepted",
+        ));
     }
     let body_len = content_length.unwrap_or(0);
     if body_len > MAX_DISCARDED_BODY_BYTES {
@@ -275,10 +329,16 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>, Reject>
         fields.range = None;
         fields.if_range = None;
     }
-    let (path, query) = if matches!(method, Method::Options | Method::Other) {
-        (&b""[..], None)
-    } else {
-        split_target(target)?
+    let (path, query) = match (method, target) {
+        // RFC 9112 §3.2.4: the asterisk-form is only for OPTIONS.
+        (Method::Options, b"*") => (&b""[..], None),
+        // §3.2.3: the authority-form is only for CONNECT (answered 405).
+        (Method::Other, _) if req.method == Some("CONNECT") => (&b""[..], None),
+        (Method::Options | Method::Other, _) => {
+            split_target(target)?;
+            (&b""[..], None)
+        }
+        _ => split_target(target)?,
     };
     Ok(Some(Request {
         method,
@@ -290,6 +350,97 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>, Reject>
         body_len,
         fields,
     }))
+}
+
+/// Whether a line of the head ends in a bare LF.
+///
+/// SECURITY: RFC 9112 §2.2 lets a recipient accept a bare LF as a line ending; fserve does
+/// not. Behind a proxy that does not read it the same way, a bare LF lets one side see a
+/// header line (or a request) the other does not, which is how requests are smuggled; no
+/// client but a hand-typed one sends it. A bare LF is a 400 and a closed connection.
+fn has_bare_lf(head: &[u8]) -> bool {
+    let mut prev = 0;
+    head.iter().any(|&b| {
+        let bare = b == b'\n' && prev != b'\r';
+        prev = b;
+        bare
+    })
+}
+
+/// The Transfer-Encoding lines of a request, read as one list (RFC 9112 §6.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct TransferCodings {
+    /// A Transfer-Encoding line was seen.
+    present: bool,
+    /// How many elements were `chunked`.
+    chunked: u8,
+    /// The last coding seen was `chunked`.
+    last_chunked: bool,
+}
+
+impl TransferCodings {
+    /// Adds one Transfer-Encoding line (its elements come after those seen so far).
+    fn add(&mut self, line: &[u8]) {
+        self.present = true;
+        for element in line.split(|&b| b == b',') {
+            // A coding may carry parameters (`;name=value`); its name is what counts.
+            let coding = element
+                .split(|&b| b == b';')
+                .next()
+                .unwrap_or(b"")
+                .trim_ascii();
+            if coding.is_empty() {
+                continue;
+            }
+            self.last_chunked = coding.eq_ignore_ascii_case(b"chunked");
+            self.chunked = self.chunked.saturating_add(u8::from(self.last_chunked));
+        }
+    }
+
+    /// `chunked` once, and last: the only framing a request can have with it (§6.3 (4),
+    /// §7: chunked is applied once).
+    fn chunked_last(self) -> bool {
+        self.chunked == 1 && self.last_chunked
+    }
+}
+
+/// `Host = uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2): a reg-name (unreserved,
+/// pct-encoded, sub-delims), an IPv4 address (a reg-name's characters) or an IP-literal in
+/// brackets, then digits after a colon. Empty is valid (§7.2: a target with no authority).
+fn is_valid_host(value: &[u8]) -> bool {
+    let (host, port) = match value.first() {
+        Some(b'[') => match value.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let inside = &value[1..end];
+                let ok = !inside.is_empty()
+                    && inside
+                        .iter()
+                        .all(|&b| b.is_ascii_alphanumeric() || b":.-_~!$&'()*+,;=".contains(&b));
+                if !ok {
+                    return false;
+                }
+                (&b""[..], &value[end + 1..])
+            }
+            None => return false,
+        },
+        _ => match value.iter().position(|&b| b == b':') {
+            Some(colon) => (&value[..colon], &value[colon..]),
+            None => (value, &b""[..]),
+        },
+    };
+    let host_ok = host.iter().enumerate().all(|(i, &b)| {
+        b.is_ascii_alphanumeric()
+            || b"-._~!$&'()*+,;=".contains(&b)
+            || (b == b'%'
+                && host.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && host.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    host_ok && port_ok
 }
 
 /// `HTTP/<digit>.<digit>` where httparse wanted 1.0 or 1.1: a version we do not speak (505)
@@ -332,8 +483,22 @@ fn split_target(target: &[u8]) -> Result<(&[u8], Option<&[u8]>), Reject> {
         let rest = strip_prefix_ignore_case(target, b"http://")
             .or_else(|| strip_prefix_ignore_case(target, b"https://"))
             .ok_or(bad)?;
-        match rest.iter().position(|&b| matches!(b, b'/' | b'?')) {
-            Some(i) if rest[i] == b'/' => &rest[i..],
+        let end = rest
+            .iter()
+            .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+            .unwrap_or(rest.len());
+        // RFC 9110 §4.2.1: an http(s) URI with an empty host is invalid; §4.2.4: userinfo
+        // is an error (it only serves to mislead).
+        let authority = &rest[..end];
+        if authority.is_empty()
+            || authority.starts_with(b":")
+            || authority.contains(&b'@')
+            || !is_valid_host(authority)
+        {
+            return Err(bad);
+        }
+        match rest.get(end) {
+            Some(b'/') => &rest[end..],
             // An empty path means "/" (RFC 9110 §4.2.3); the query is of no use there.
             _ => b"/",
         }
@@ -623,5 +788,244 @@ mod tests {
         let second = parse(&raw[first.head_len..], MAX).unwrap().unwrap();
         assert_eq!(second.path, b"/b");
         assert_eq!(first.head_len + second.head_len, raw.len());
+    }
+
+    /// RFC 9112 §2–§3, §5, §6, rule by rule: what is refused (each a closing error) and what
+    /// is still admitted beside it.
+    #[test]
+    fn admission_rules() {
+        const BAD: Status = Status::BadRequest;
+        let refused: &[(&str, &[u8], Status)] = &[
+            // §2.2: bare LF (fserve's choice) and bare CR are not line endings.
+            ("bare LF, request line", b"GET / HTTP/1.1\nHost: a\r\n\r\n", BAD),
+            ("bare LF, field line", b"GET / HTTP/1.1\r\nHost: a\n\r\n", BAD),
+            ("bare LF, all lines", b"GET / HTTP/1.1\nHost: a\n\n", BAD),
+            ("bare LF, leading empty line", b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", BAD),
+            ("bare CR in a value", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", BAD),
+            // §2.2: whitespace between the start-line and the first field.
+            ("space-led first line", b"GET / HTTP/1.1\r\n Host: a\r\n\r\n", BAD),
+            // §3: exactly one SP between the parts of the request line.
+            ("two spaces", b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", BAD),
+            ("tab", b"GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n", BAD),
+            ("trailing space", b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n", BAD),
+            // §2.3: the version is case-sensitive, one digit each side.
+            ("lower-case version", b"GET / http/1.1\r\nHost: a\r\n\r\n", BAD),
+            ("long version", b"GET / HTTP/1.10\r\nHost: a\r\n\r\n", BAD),
+            ("HTTP/0.9", b"GET / HTTP/0.9\r\nHost: a\r\n\r\n", Status::HttpVersionNotSupported),
+            // §5.1: no whitespace between a field name and its colon.
+            ("space before colon", b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", BAD),
+            ("tab before colon", b"GET / HTTP/1.1\r\nHost\t: a\r\n\r\n", BAD),
+            ("empty field name", b"GET / HTTP/1.1\r\nHost: a\r\n: x\r\n\r\n", BAD),
+            // §5.2: obs-fold is refused.
+            ("obs-fold", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", BAD),
+            ("obs-fold, tab", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n\tb\r\n\r\n", BAD),
+            // §5.5: NUL in a value.
+            ("NUL in a value", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", BAD),
+            // §3.2: Host.
+            ("no Host in 1.1", b"GET / HTTP/1.1\r\n\r\n", BAD),
+            ("two Hosts", b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", BAD),
+            ("two Hosts in 1.0", b"GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n", BAD),
+            ("Host with a space", b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", BAD),
+            ("Host with a path", b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", BAD),
+            ("Host with userinfo", b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", BAD),
+            ("Host with a bad port", b"GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n", BAD),
+            ("Host with two colons", b"GET / HTTP/1.1\r\nHost: a:1:2\r\n\r\n", BAD),
+            ("Host with a bad escape", b"GET / HTTP/1.1\r\nHost: a%zz\r\n\r\n", BAD),
+            ("unclosed IP-literal", b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", BAD),
+            ("invalid Host in 1.0", b"GET / HTTP/1.0\r\nHost: a\"b\r\n\r\n", BAD),
+            // §3.2: the target's form must fit the method.
+            ("asterisk with GET", b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", BAD),
+            ("asterisk with POST", b"POST * HTTP/1.1\r\nHost: a\r\n\r\n", BAD),
+            ("authority-form with GET", b"GET a:80 HTTP/1.1\r\nHost: a\r\n\r\n", BAD),
+            ("authority-form with OPTIONS", b"OPTIONS a:80 HTTP/1.1\r\nHost: a\r\n\r\n", BAD),
+            ("no form at all", b"OPTIONS x HTTP/1.1\r\nHost: a\r\n\r\n", BAD),
+            // RFC 9110 §4.2.1, §4.2.4: an http URI has a host and no userinfo.
+            ("absolute-form without host", b"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n", BAD),
+            ("absolute-form, port only", b"GET http://:80/x HTTP/1.1\r\nHost: a\r\n\r\n", BAD),
+            ("absolute-form with userinfo", b"GET http://u:p@a/x HTTP/1.1\r\nHost: a\r\n\r\n", BAD),
+            // §6.1, §6.3: body framing.
+            (
+                "Transfer-Encoding and Content-Length",
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                BAD,
+            ),
+            (
+                "Content-Length and Transfer-Encoding",
+                b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n",
+                BAD,
+            ),
+            ("chunked not final", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", BAD),
+            ("gzip alone", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", BAD),
+            ("chunked twice", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", BAD),
+            (
+                "chunked, then another line",
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n",
+                BAD,
+            ),
+            ("empty Transfer-Encoding", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\n\r\n", BAD),
+            ("Transfer-Encoding in 1.0", b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", BAD),
+            ("chunked, well framed", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n", Status::LengthRequired),
+            ("Content-Length list, unequal", b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 2\r\n\r\n", BAD),
+            ("Content-Length list, empty element", b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1,\r\n\r\n", BAD),
+            ("Content-Length, sign", b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n", BAD),
+            ("Content-Length, empty", b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n", BAD),
+            ("Content-Length, hex", b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x1\r\n\r\n", BAD),
+        ];
+        for &(what, raw, want) in refused {
+            let got = parse(raw, MAX).map(|r| r.map(|r| r.head_len));
+            assert_eq!(got.map_err(|r| r.status), Err(want), "{what}");
+        }
+        let admitted: &[(&str, &str, Method, &str, u64)] = &[
+            // §2.2: empty lines before the request line are ignored.
+            (
+                "leading CRLF",
+                "\r\nGET /a HTTP/1.1\r\nHost: a\r\n\r\n",
+                Method::Get,
+                "/a",
+                0,
+            ),
+            (
+                "leading CRLFs",
+                "\r\n\r\nGET /a HTTP/1.1\r\nHost: a\r\n\r\n",
+                Method::Get,
+                "/a",
+                0,
+            ),
+            (
+                "1.0 without Host",
+                "GET /a HTTP/1.0\r\n\r\n",
+                Method::Get,
+                "/a",
+                0,
+            ),
+            (
+                "empty Host",
+                "GET /a HTTP/1.1\r\nHost:\r\n\r\n",
+                Method::Get,
+                "/a",
+                0,
+            ),
+            (
+                "Host with a port",
+                "GET /a HTTP/1.1\r\nHost: example.com:8080\r\n\r\n",
+                Method::Get,
+                "/a",
+                0,
+            ),
+            (
+                "IPv6 Host",
+                "GET /a HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",
+                Method::Get,
+                "/a",
+                0,
+            ),
+            (
+                "IPv4 Host",
+                "GET /a HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                Method::Get,
+                "/a",
+                0,
+            ),
+            (
+                "escaped Host",
+                "GET /a HTTP/1.1\r\nHost: a%2Db\r\n\r\n",
+                Method::Get,
+                "/a",
+                0,
+            ),
+            (
+                "absolute-form",
+                "GET http://a:8080/x?y HTTP/1.1\r\nHost: b\r\n\r\n",
+                Method::Get,
+                "/x",
+                0,
+            ),
+            (
+                "absolute-form, IPv6",
+                "GET http://[::1]/x HTTP/1.1\r\nHost: b\r\n\r\n",
+                Method::Get,
+                "/x",
+                0,
+            ),
+            (
+                "asterisk with OPTIONS",
+                "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+                Method::Options,
+                "",
+                0,
+            ),
+            (
+                "OPTIONS, origin-form",
+                "OPTIONS /x HTTP/1.1\r\nHost: a\r\n\r\n",
+                Method::Options,
+                "",
+                0,
+            ),
+            (
+                "authority-form with CONNECT",
+                "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
+                Method::Other,
+                "",
+                0,
+            ),
+            (
+                "POST, origin-form",
+                "POST /x HTTP/1.1\r\nHost: a\r\n\r\n",
+                Method::Other,
+                "",
+                0,
+            ),
+            (
+                "Content-Length list, equal",
+                "GET /a HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\n",
+                Method::Get,
+                "/a",
+                3,
+            ),
+            (
+                "Content-Length, leading zeros",
+                "GET /a HTTP/1.1\r\nHost: a\r\nContent-Length: 007\r\n\r\n",
+                Method::Get,
+                "/a",
+                7,
+            ),
+            (
+                "obs-text in a value",
+                "GET /a HTTP/1.1\r\nHost: a\r\nX: caf\u{e9}\r\n\r\n",
+                Method::Get,
+                "/a",
+                0,
+            ),
+        ];
+        for &(what, raw, method, path, body_len) in admitted {
+            let r = match parse(raw.as_bytes(), MAX) {
+                Ok(Some(r)) => r,
+                other => panic!("{what}: {other:?}"),
+            };
+            assert_eq!(
+                (r.method, r.path, r.body_len, r.head_len),
+                (method, path.as_bytes(), body_len, raw.len()),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn bare_lf_oracle() {
+        let naive = |h: &[u8]| (0..h.len()).any(|i| h[i] == b'\n' && (i == 0 || h[i - 1] != b'\r'));
+        let alphabet = b"\r\na";
+        for len in 0..7u32 {
+            for n in 0..3usize.pow(len) {
+                let mut x = n;
+                let s: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let b = alphabet[x % 3];
+                        x /= 3;
+                        b
+                    })
+                    .collect();
+                assert_eq!(has_bare_lf(&s), naive(&s), "{s:?}");
+            }
+        }
     }
 }

@@ -151,6 +151,25 @@ pub fn write_etag(out: &mut Vec<u8>, mtime: i64, len: u64, coding: Option<&str>)
     out.push(b'"');
 }
 
+/// A strong entity tag for a representation held in memory, from [`super::etag::content_hash`]
+/// of its bytes: `"<16 hex digits>"`, or `"<16 hex digits>-<coding>"` for a precompressed
+/// one (as [`write_etag`] marks its coding), so a release that changes the bytes but not the
+/// size or mtime still changes the tag, and replicas with the same bytes agree. Sixteen
+/// digits always, so it never looks like nginx's `"mtime-size"`.
+pub fn write_content_etag(out: &mut Vec<u8>, hash: u64, coding: Option<&str>) {
+    out.push(b'"');
+    for shift in (0..16).rev() {
+        out.push(HEX_LOWER[((hash >> (shift * 4)) & 15) as usize]);
+    }
+    if let Some(coding) = coding {
+        out.push(b'-');
+        out.extend_from_slice(coding.as_bytes());
+    }
+    out.push(b'"');
+}
+
+const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
+
 fn write_decimal(out: &mut Vec<u8>, n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
@@ -217,8 +236,14 @@ pub fn write_generated(
 /// Writes a 301 to the directory `segment` + `/` (RFC 9110 §15.4.2), relative to the request
 /// (so it works behind any prefix a proxy adds), keeping the query string.
 ///
-/// `segment` is the last path segment exactly as the client sent it (still
-/// percent-encoded, so safe in a header field).
+/// `segment` is the last path segment exactly as the client sent it, and `query` what
+/// followed `?`: request data, so neither is trusted.
+///
+/// SECURITY: the Location is a safe relative reference (RFC 3986 §4.2): every byte that is
+/// not a plain path character (`\`, quotes, spaces, controls, non-ASCII…) is
+/// percent-encoded ([`write_location_part`]); it never starts with `//` or `\\` (which URL
+/// parsers read as another host) nor with a segment holding `:` (read as a scheme): such a
+/// start gets `./`. The HTML body carries the Location HTML-escaped.
 pub fn write_directory_redirect(
     out: &mut Vec<u8>,
     segment: &[u8],
@@ -229,24 +254,66 @@ pub fn write_directory_redirect(
     write_prefix(out, Status::MovedPermanently, c);
     out.extend_from_slice(b"Location: ");
     let location_start = out.len();
-    // A first segment with a colon would read as a URI scheme (RFC 3986 §4.2).
-    if segment.contains(&b':') {
+    if segment.is_empty() || segment.contains(&b':') {
         out.extend_from_slice(b"./");
     }
-    out.extend_from_slice(segment);
+    write_location_part(out, segment, false);
     out.push(b'/');
     if let Some(q) = query {
         out.push(b'?');
-        out.extend_from_slice(q);
+        write_location_part(out, q, true);
     }
     let location_end = out.len();
     out.extend_from_slice(b"\r\n");
     write_html_body(out, Status::MovedPermanently, head_only, |out| {
-        let location = out[location_start..location_end].to_vec();
         out.extend_from_slice(b"<p><a href=\"");
-        out.extend_from_slice(&location);
+        // The Location is plain ASCII; escaping from a copy of its range keeps this
+        // allocation-free only in the common case, which is fine for a rare redirect.
+        let location = out[location_start..location_end].to_vec();
+        escape_html(out, &location);
         out.extend_from_slice(b"\">Moved here</a></p>\n");
     });
+}
+
+/// Whether `b` may stand for itself in a Location's path segment (RFC 3986 §3.3 `pchar`
+/// without `%`) or, with `in_query`, its query (§3.4, adding `/` and `?`).
+fn is_plain_location_byte(b: u8, in_query: bool) -> bool {
+    b.is_ascii_alphanumeric()
+        || b"-._~!$&'()*+,;=:@".contains(&b)
+        || (in_query && (b == b'/' || b == b'?'))
+}
+
+/// Copies request bytes into a Location: plain characters and well-formed `%XX` escapes as
+/// they are, every other byte (a lone `%` included) percent-encoded.
+fn write_location_part(out: &mut Vec<u8>, raw: &[u8], in_query: bool) {
+    for (i, &b) in raw.iter().enumerate() {
+        let escape = b == b'%'
+            && raw.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && raw.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+        if escape || is_plain_location_byte(b, in_query) {
+            out.push(b);
+        } else {
+            out.push(b'%');
+            out.push(HEX_DIGITS[usize::from(b >> 4)]);
+            out.push(HEX_DIGITS[usize::from(b & 15)]);
+        }
+    }
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Escapes every byte that HTML gives a meaning in text or a quoted attribute.
+fn escape_html(out: &mut Vec<u8>, raw: &[u8]) {
+    for &b in raw {
+        match b {
+            b'&' => out.extend_from_slice(b"&amp;"),
+            b'<' => out.extend_from_slice(b"&lt;"),
+            b'>' => out.extend_from_slice(b"&gt;"),
+            b'"' => out.extend_from_slice(b"&quot;"),
+            b'\'' => out.extend_from_slice(b"&#39;"),
+            b => out.push(b),
+        }
+    }
 }
 
 /// Writes Content-Type, Content-Length, the blank line and (unless `head_only`) a small HTML
@@ -374,6 +441,30 @@ mod tests {
     }
 
     #[test]
+    fn content_etags() {
+        let cases: &[(u64, Option<&str>, &str)] = &[
+            (0, None, "\"0000000000000000\""),
+            (0x2d06_8005_38d3_94c2, None, "\"2d06800538d394c2\""),
+            (u64::MAX, Some("br"), "\"ffffffffffffffff-br\""),
+            (0xab, Some("zstd"), "\"00000000000000ab-zstd\""),
+        ];
+        for &(hash, coding, want) in cases {
+            let mut out = b"ETag: ".to_vec();
+            write_content_etag(&mut out, hash, coding);
+            assert_eq!(text(&out), format!("ETag: {want}"));
+            // A valid strong tag (RFC 9110 §8.8.3) that matches itself.
+            let tag = super::super::etag::EntityTag::parse(&out[6..]).unwrap();
+            assert!(!tag.weak && tag.strong_eq(tag));
+        }
+        // Same size and mtime, different bytes: different tags.
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let hash = super::super::etag::content_hash;
+        write_content_etag(&mut a, hash(b"v1.0.0"), None);
+        write_content_etag(&mut b, hash(b"v1.0.1"), None);
+        assert_ne!(a, b);
+    }
+
+    #[test]
     fn decimals() {
         for n in [0u64, 7, 10, 99, 100, 65_535, u64::MAX] {
             let mut out = Vec::new();
@@ -427,6 +518,18 @@ mod tests {
             (b"docs", Some(b"a=1&b"), "docs/?a=1&b"),
             (b"a%20b", None, "a%20b/"),
             (b"c:d", None, "./c:d/"),
+            // Would read as another host: `\\evil.example\x` is `//evil.example/x` to a
+            // browser.
+            (b"\\\\evil.example\\x", None, "%5C%5Cevil.example%5Cx/"),
+            (b"//evil.example", None, "%2F%2Fevil.example/"),
+            (b"", None, ".//"),
+            (
+                b"a b\"<c>",
+                Some(b"q=\"><script>"),
+                "a%20b%22%3Cc%3E/?q=%22%3E%3Cscript%3E",
+            ),
+            (b"100%", Some(b"x=%zz&y=%2F/?"), "100%25/?x=%25zz&y=%2F/?"),
+            (b"\xc3\xa9\x00\r\n", Some(b"#"), "%C3%A9%00%0D%0A/?%23"),
         ];
         for &(segment, query, want) in cases {
             let mut out = Vec::new();
@@ -440,7 +543,101 @@ mod tests {
             let s = text(&out);
             assert!(s.starts_with("HTTP/1.1 301 Moved Permanently\r\n"), "{s}");
             assert!(s.contains(&format!("\r\nLocation: {want}\r\n")), "{s}");
-            assert!(s.contains(&format!("<a href=\"{want}\">")), "{s}");
+            let mut escaped = Vec::new();
+            escape_html(&mut escaped, want.as_bytes());
+            assert!(
+                s.contains(&format!("<a href=\"{}\">", text(&escaped))),
+                "{s}"
+            );
         }
+    }
+
+    /// The naive oracle: what a Location may contain, byte by byte.
+    fn naive_location_ok(location: &[u8]) -> bool {
+        let plain = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b);
+        let first_segment = location.split(|&b| b == b'/').next().unwrap_or(b"");
+        location.iter().all(|&b| plain(b))
+            && !location.starts_with(b"//")
+            && !first_segment.contains(&b':')
+            && location.windows(1).enumerate().all(|(i, _)| {
+                location[i] != b'%'
+                    || (location.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                        && location.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            })
+    }
+
+    /// Every byte string, as a segment or a query, gives a Location the oracle accepts, whose
+    /// decoding is the raw input (nothing lost), and an HTML body with no markup from it.
+    #[test]
+    fn redirects_are_safe_for_any_bytes() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet = b"\\/:%2Fa.<>\"'&? #\x00\x7f\xff";
+        for _ in 0..5_000 {
+            let len = (next() % 8) as usize;
+            let segment: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .filter(|&b| b != b'/')
+                .collect();
+            let query: Vec<u8> = (0..(next() % 6) as usize)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let mut out = Vec::new();
+            write_directory_redirect(
+                &mut out,
+                &segment,
+                Some(&query),
+                &common(Connection::Persistent),
+                false,
+            );
+            let s = text(&out);
+            let location = s
+                .split("\r\n")
+                .find_map(|l| l.strip_prefix("Location: "))
+                .unwrap();
+            assert!(
+                naive_location_ok(location.as_bytes()),
+                "{segment:?}: {location}"
+            );
+            let (path, q) = location.split_once('?').unwrap();
+            let plain = decode(&[&segment[..], b"/"].concat());
+            let dotted = decode(&[b"./", &segment[..], b"/"].concat());
+            let got = decode(path.as_bytes());
+            assert!(got == plain || got == dotted, "{segment:?}: {location}");
+            assert_eq!(decode(q.as_bytes()), decode(&query));
+            let body = s.split_once("\r\n\r\n").unwrap().1;
+            let inner = body.split_once("<a href=\"").unwrap().1;
+            let inner = inner.split_once("\">Moved here</a>").unwrap().0;
+            assert!(!inner.contains(['<', '>', '"']), "{inner}");
+        }
+    }
+
+    /// Percent-decodes well-formed escapes, leaving anything else as it is.
+    fn decode(s: &[u8]) -> Vec<u8> {
+        let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < s.len() {
+            match (
+                s[i],
+                s.get(i + 1).and_then(|&b| hex(b)),
+                s.get(i + 2).and_then(|&b| hex(b)),
+            ) {
+                (b'%', Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 3;
+                }
+                (b, _, _) => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        out
     }
 }

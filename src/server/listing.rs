@@ -1,40 +1,216 @@
 //! Directory listings (`--listing`): an HTML page, or JSON for clients that ask for
 //! `application/json`. Names are escaped for HTML and JSON and percent-encoded in links;
 //! dotfiles are left out unless `--hidden`.
+//!
+//! A listing costs a stat per entry and a page of up to a few MiB, so it is rendered once and
+//! kept per worker in a [`ListingCache`] (HTML and JSON apart), bounded by
+//! [`LISTING_CACHE_BYTES`]; the directory is looked at again (one stat) at most every
+//! [`REVALIDATE_MS`], and a listing is rendered again when the directory changed or after
+//! [`MAX_AGE_MS`] (entries' sizes and dates change without their directory changing). One
+//! listing shows at most [`fs::file::MAX_LISTED`] entries, the first by name, and says when
+//! it left some out.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::io::Write;
+use std::rc::Rc;
 
+use super::clock::Now;
 use super::respond::Reply;
 use super::worker::Worker;
-use crate::fs::{self, OpenError};
+use crate::fs::{self, Meta, OpenError};
 use crate::http::{HttpDate, Request, Status};
 
-/// Renders the listing of the directory `rel` (relative to the root).
+/// Memory the rendered listings of one worker may hold, in bytes.
+pub const LISTING_CACHE_BYTES: usize = 8 * 1024 * 1024;
+/// How often a cached listing's directory is looked at again, in milliseconds.
+pub const REVALIDATE_MS: u64 = 1_000;
+/// How long a cached listing is served at most, in milliseconds, even if its directory is
+/// unchanged: the sizes and dates it shows change without the directory changing.
+pub const MAX_AGE_MS: u64 = 10_000;
+/// What one cached listing weighs beyond its body and key, in bytes.
+const ENTRY_OVERHEAD: usize = 96;
+
+/// Renders the listing of the directory `rel` (relative to the root), from the worker's
+/// listing cache when it is current.
 pub fn render(w: &Worker, req: &Request<'_>, rel: &[u8]) -> Reply {
-    let entries = match w.shared.root.list(rel, w.cfg().hidden) {
-        Ok(entries) => entries,
-        Err(OpenError::NotFound) => return Reply::Error(Status::NotFound),
-        Err(OpenError::Forbidden) => return Reply::Error(Status::Forbidden),
-        Err(OpenError::Io(e)) => {
-            eprintln!("fserve: cannot list {}: {e}", String::from_utf8_lossy(rel));
-            return Reply::Error(Status::InternalServerError);
-        }
+    let json = wants_json(req.fields.accept);
+    let content_type = if json {
+        "application/json; charset=utf-8"
+    } else {
+        "text/html; charset=utf-8"
     };
-    if wants_json(req.fields.accept) {
-        Reply::Generated {
-            content_type: "application/json; charset=utf-8",
-            body: json(&entries),
-        }
+    let root = &w.shared.root;
+    let now = Now::read().mono_ms;
+    let cached = w.listings.lookup(rel, json, now, || root.stat(rel).ok());
+    let body = match cached {
+        Some(body) => body,
+        None => match render_fresh(w, rel, json) {
+            Ok((dir, body)) => {
+                let body: Rc<[u8]> = body.into();
+                w.listings.insert(rel, json, dir, Rc::clone(&body), now);
+                body
+            }
+            Err(OpenError::NotFound) => return Reply::Error(Status::NotFound),
+            Err(OpenError::Forbidden) => return Reply::Error(Status::Forbidden),
+            Err(OpenError::Io(e)) => {
+                eprintln!(
+                    "fserve: cannot list {}: {e}",
+                    String::from_utf8_lossy(rel).escape_debug()
+                );
+                return Reply::Error(Status::InternalServerError);
+            }
+        },
+    };
+    Reply::Generated {
+        content_type,
+        body: body.to_vec(),
+    }
+}
+
+/// Lists and renders `rel`; returns the directory's metadata as it was before the listing
+/// was read, so a change made while it was read shows at the next revalidation.
+fn render_fresh(w: &Worker, rel: &[u8], json: bool) -> Result<(Meta, Vec<u8>), OpenError> {
+    let root = &w.shared.root;
+    let dir = root.stat(rel)?;
+    let listing = root.list(rel, w.cfg().hidden)?;
+    let body = if json {
+        render_json(&listing.entries)
     } else {
         let title = if rel == b"." {
             b"/".to_vec()
         } else {
             [b"/", rel, b"/"].concat()
         };
-        Reply::Generated {
-            content_type: "text/html; charset=utf-8",
-            body: html(&title, &entries),
+        html(&title, &listing)
+    };
+    Ok((dir, body))
+}
+
+/// Rendered listings of one worker, by directory and variant (HTML or JSON), within
+/// [`LISTING_CACHE_BYTES`]; the least recently used go first.
+pub struct ListingCache {
+    entries: RefCell<HashMap<Key, Cached>>,
+    bytes: Cell<usize>,
+    budget: usize,
+    /// A counter that orders uses, for eviction.
+    ticks: Cell<u64>,
+}
+
+/// A directory relative to the root, and whether the listing is JSON (else HTML).
+type Key = (Box<[u8]>, bool);
+
+struct Cached {
+    body: Rc<[u8]>,
+    /// The directory when the listing was read.
+    dir: Meta,
+    rendered_ms: u64,
+    checked_ms: Cell<u64>,
+    used: Cell<u64>,
+}
+
+impl Cached {
+    fn weight(&self, rel: &[u8]) -> usize {
+        self.body.len() + rel.len() + ENTRY_OVERHEAD
+    }
+}
+
+impl Default for ListingCache {
+    fn default() -> ListingCache {
+        ListingCache::new(LISTING_CACHE_BYTES)
+    }
+}
+
+impl ListingCache {
+    pub fn new(budget: usize) -> ListingCache {
+        ListingCache {
+            entries: RefCell::new(HashMap::new()),
+            bytes: Cell::new(0),
+            budget,
+            ticks: Cell::new(0),
         }
+    }
+
+    /// The cached listing of `rel` (`json` or HTML) if it is still current at `now_ms`
+    /// (monotonic milliseconds). `stat_dir` is called (at most once per [`REVALIDATE_MS`]
+    /// per listing) to look at the directory; a listing whose directory changed or went,
+    /// or older than [`MAX_AGE_MS`], is dropped with its other variant.
+    pub fn lookup(
+        &self,
+        rel: &[u8],
+        json: bool,
+        now_ms: u64,
+        stat_dir: impl FnOnce() -> Option<Meta>,
+    ) -> Option<Rc<[u8]>> {
+        let mut entries = self.entries.borrow_mut();
+        let key = (Box::<[u8]>::from(rel), json);
+        let entry = entries.get(&key)?;
+        let fresh = if now_ms.saturating_sub(entry.rendered_ms) >= MAX_AGE_MS {
+            false
+        } else if now_ms.saturating_sub(entry.checked_ms.get()) >= REVALIDATE_MS {
+            entry.checked_ms.set(now_ms);
+            stat_dir() == Some(entry.dir)
+        } else {
+            true
+        };
+        if !fresh {
+            // Both variants were rendered from the same directory: both go.
+            for json in [false, true] {
+                let gone = entries
+                    .remove(&(key.0.clone(), json))
+                    .map_or(0, |e| e.weight(rel));
+                self.bytes.set(self.bytes.get() - gone);
+            }
+            return None;
+        }
+        let tick = self.ticks.get() + 1;
+        self.ticks.set(tick);
+        entry.used.set(tick);
+        Some(Rc::clone(&entry.body))
+    }
+
+    /// Keeps `body`, the listing of `rel` rendered at `now_ms` from the directory `dir`,
+    /// evicting the least recently used listings to stay within the budget. A listing
+    /// larger than the whole budget is not kept.
+    pub fn insert(&self, rel: &[u8], json: bool, dir: Meta, body: Rc<[u8]>, now_ms: u64) {
+        let tick = self.ticks.get() + 1;
+        self.ticks.set(tick);
+        let cached = Cached {
+            body,
+            dir,
+            rendered_ms: now_ms,
+            checked_ms: Cell::new(now_ms),
+            used: Cell::new(tick),
+        };
+        let weight = cached.weight(rel);
+        if weight > self.budget {
+            return;
+        }
+        let mut entries = self.entries.borrow_mut();
+        let key = (Box::<[u8]>::from(rel), json);
+        if let Some(old) = entries.remove(&key) {
+            self.bytes.set(self.bytes.get() - old.weight(rel));
+        }
+        while self.bytes.get() + weight > self.budget {
+            let Some(oldest) = entries
+                .iter()
+                .min_by_key(|(_, e)| e.used.get())
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(e) = entries.remove(&oldest) {
+                self.bytes.set(self.bytes.get() - e.weight(&oldest.0));
+            }
+        }
+        self.bytes.set(self.bytes.get() + weight);
+        entries.insert(key, cached);
+    }
+
+    /// Bytes held, as counted against the budget.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.bytes.get()
     }
 }
 
@@ -53,7 +229,8 @@ fn wants_json(accept: Option<&[u8]>) -> bool {
     }
 }
 
-fn html(title: &[u8], entries: &[fs::file::Listed]) -> Vec<u8> {
+fn html(title: &[u8], listing: &fs::file::Listing) -> Vec<u8> {
+    let entries = &listing.entries;
     let mut out = Vec::with_capacity(512 + entries.len() * 160);
     out.extend_from_slice(b"<!doctype html>\n<html lang=\"en\"><meta charset=\"utf-8\">");
     out.extend_from_slice(
@@ -83,11 +260,19 @@ fn html(title: &[u8], entries: &[fs::file::Listed]) -> Vec<u8> {
         out.extend_from_slice(HttpDate::from_unix(e.mtime).as_bytes());
         out.push(b'\n');
     }
-    out.extend_from_slice(b"</table>\n<hr><p>fserve</p>\n");
+    out.extend_from_slice(b"</table>\n");
+    if listing.truncated {
+        let _ = writeln!(
+            out,
+            "<p>Only the first {} entries by name are listed.</p>",
+            fs::file::MAX_LISTED
+        );
+    }
+    out.extend_from_slice(b"<hr><p>fserve</p>\n");
     out
 }
 
-fn json(entries: &[fs::file::Listed]) -> Vec<u8> {
+fn render_json(entries: &[fs::file::Listed]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + entries.len() * 96);
     out.push(b'[');
     for (i, e) in entries.iter().enumerate() {
@@ -170,7 +355,11 @@ mod tests {
             listed("sub dir", true),
             listed("x:y", false),
         ];
-        let page = String::from_utf8(html(b"/d/", &entries)).unwrap();
+        let listing = fs::file::Listing {
+            entries: entries.to_vec(),
+            truncated: false,
+        };
+        let page = String::from_utf8(html(b"/d/", &listing)).unwrap();
         assert!(
             page.contains(">a&lt;b&gt;&amp;&quot;c&quot;.txt</a>"),
             "{page}"
@@ -179,7 +368,7 @@ mod tests {
         assert!(page.contains("href=\"sub%20dir/\">sub dir/</a>"), "{page}");
         assert!(page.contains("href=\"x%3Ay\""), "{page}");
         assert!(!page.contains("a<b>"));
-        let data = String::from_utf8(json(&[listed("q\"\\\n", false)])).unwrap();
+        let data = String::from_utf8(render_json(&[listed("q\"\\\n", false)])).unwrap();
         assert!(data.contains(r#""name":"q\"\\\u000a""#), "{data}");
     }
 
@@ -195,5 +384,103 @@ mod tests {
         for &(accept, want) in cases {
             assert_eq!(wants_json(accept.map(str::as_bytes)), want, "{accept:?}");
         }
+    }
+
+    fn dir(mtime: i64) -> Meta {
+        Meta {
+            kind: fs::Kind::Dir,
+            len: 4096,
+            mtime,
+            mtime_nsec: 0,
+            ino: 7,
+            dev: 1,
+        }
+    }
+
+    fn body(s: &str) -> Rc<[u8]> {
+        s.as_bytes().into()
+    }
+
+    fn no_stat() -> Option<Meta> {
+        panic!("the directory was looked at within the revalidation interval")
+    }
+
+    #[test]
+    fn cached_listings_revalidate_like_files() {
+        let c = ListingCache::new(LISTING_CACHE_BYTES);
+        assert_eq!(c.lookup(b"d", false, 0, no_stat), None);
+        c.insert(b"d", false, dir(1), body("<html>"), 1_000);
+        c.insert(b"d", true, dir(1), body("[json]"), 1_000);
+        // Within the interval: no stat; the variants are apart.
+        let at = |now, json| c.lookup(b"d", json, now, no_stat);
+        assert_eq!(at(1_999, false).as_deref(), Some(&b"<html>"[..]));
+        assert_eq!(at(1_999, true).as_deref(), Some(&b"[json]"[..]));
+        assert_eq!(c.lookup(b"e", false, 1_500, no_stat), None);
+        // After it: one stat, then none again for another interval.
+        let same = c.lookup(b"d", false, 2_000, || Some(dir(1)));
+        assert_eq!(same.as_deref(), Some(&b"<html>"[..]));
+        assert!(at(2_999, false).is_some());
+        // The directory changed: dropped, with the other variant.
+        assert_eq!(c.lookup(b"d", false, 3_000, || Some(dir(2))), None);
+        assert_eq!(c.lookup(b"d", false, 3_001, no_stat), None);
+        assert_eq!(c.lookup(b"d", true, 3_001, no_stat), None);
+        assert_eq!(c.bytes(), 0);
+        // The directory went.
+        c.insert(b"d", true, dir(2), body("[json]"), 4_000);
+        assert_eq!(c.lookup(b"d", true, 5_000, || None), None, "directory gone");
+        assert_eq!(c.bytes(), 0);
+        // Older than the maximum age: rendered again, without a stat.
+        c.insert(b"d", false, dir(2), body("<v2>"), 10_000);
+        assert!(
+            c.lookup(b"d", false, 10_000 + MAX_AGE_MS - 1, || Some(dir(2)))
+                .is_some()
+        );
+        assert_eq!(c.lookup(b"d", false, 10_000 + MAX_AGE_MS, no_stat), None);
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_budget() {
+        let page = |n: usize| -> Rc<[u8]> { vec![b'x'; n].into() };
+        let weight = 1_000 + 1 + ENTRY_OVERHEAD;
+        let c = ListingCache::new(3 * weight);
+        c.insert(b"a", false, dir(1), page(1_000), 0);
+        c.insert(b"b", false, dir(1), page(1_000), 0);
+        c.insert(b"c", false, dir(1), page(1_000), 0);
+        assert_eq!(c.bytes(), 3 * weight);
+        // `a` used last: `b` is the least recently used and goes first.
+        assert!(c.lookup(b"a", false, 1, no_stat).is_some());
+        c.insert(b"d", false, dir(1), page(1_000), 1);
+        assert_eq!(c.bytes(), 3 * weight);
+        assert!(c.lookup(b"b", false, 2, no_stat).is_none());
+        for kept in [b"a", b"c", b"d"] {
+            assert!(c.lookup(kept, false, 2, no_stat).is_some());
+        }
+        // Replacing an entry counts it once.
+        c.insert(b"d", false, dir(2), page(1_000), 3);
+        assert_eq!(c.bytes(), 3 * weight);
+        // Larger than the whole budget: not kept, nothing evicted for it.
+        c.insert(b"e", false, dir(1), page(3 * weight), 4);
+        assert!(c.lookup(b"e", false, 5, no_stat).is_none());
+        assert_eq!(c.bytes(), 3 * weight);
+    }
+
+    #[test]
+    fn a_partial_listing_says_so() {
+        let listing = fs::file::Listing {
+            entries: vec![listed("a", false)],
+            truncated: true,
+        };
+        let page = String::from_utf8(html(b"/", &listing)).unwrap();
+        let note = format!("Only the first {} entries", fs::file::MAX_LISTED);
+        assert!(page.contains(&note), "{page}");
+        let listing = fs::file::Listing {
+            truncated: false,
+            ..listing
+        };
+        assert!(
+            !String::from_utf8(html(b"/", &listing))
+                .unwrap()
+                .contains("Only the first")
+        );
     }
 }

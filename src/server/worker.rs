@@ -68,6 +68,8 @@ pub struct Worker {
     boundaries: Cell<u64>,
     /// Scratch space for building paths.
     pub scratch: RefCell<Vec<u8>>,
+    /// Rendered directory listings, revalidated like files.
+    pub listings: super::listing::ListingCache,
 }
 
 impl Worker {
@@ -162,6 +164,7 @@ pub fn run(
             boundary_keys: std::hash::RandomState::new(),
             boundaries: Cell::new(0),
             scratch: RefCell::new(Vec::new()),
+            listings: super::listing::ListingCache::default(),
         });
         {
             let w = w.clone();

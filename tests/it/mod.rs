@@ -14,6 +14,7 @@ mod dotfiles;
 mod drain;
 mod engines;
 mod errors;
+mod hardening;
 mod headers;
 mod hostile;
 mod keepalive;
