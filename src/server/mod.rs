@@ -136,10 +136,12 @@ impl Server {
         if !root.is_dir() {
             return Err(StartError::NotADirectory(cfg.root.clone()));
         }
-        let root_fd = Root::open(&root).map_err(|err| StartError::Root {
-            path: root.clone(),
-            err,
-        })?;
+        let root_fd = Root::open(&root)
+            .map(|r| r.show_hidden(cfg.hidden))
+            .map_err(|err| StartError::Root {
+                path: root.clone(),
+                err,
+            })?;
         let settings = cfg.resolve(root.clone()).map_err(StartError::Config)?;
         let (engine, fallback) = engine::select(settings.io).map_err(StartError::Uring)?;
 
