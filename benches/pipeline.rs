@@ -54,6 +54,7 @@ fn pipeline(c: &mut Criterion) {
                     date: &date,
                     conn: Connection::for_request(&req, false),
                     site: b"",
+                    vary_accept: false,
                 };
                 response::write_prefix(&mut out, Status::Ok, &c);
                 black_box((hit.value.len(), out.len()))

@@ -8,9 +8,8 @@
 //! dropping a ring operation does not cancel it.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::net::Shutdown;
-use std::ops::Range;
 use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -21,26 +20,26 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 use super::clock::Now;
-use super::respond::{self, CachedFile, Reply, Representation};
+use super::compose::{self, Composed, Context, Segment, Segments};
+use super::recv_buf::{INITIAL_RECV_BYTES, MIN_RECV_SPACE, RecvBuf};
+use super::respond::{self, Reply};
+use super::store::CachedFile;
 use super::worker::{ConnGuard, Worker};
 use crate::engine::{self, SendBatch, Socket};
 use crate::http::Status;
-use crate::http::conditional::{self, Outcome, Preconditions, Validators};
-use crate::http::range::{self, RangeOutcome, RangeSet};
 use crate::http::request::{self, Method, Request};
-use crate::http::response::{self, Common, Connection};
 
 /// How long an idle connection keeps a receive (and its buffer) posted before it waits for
 /// readability alone.
 const HOT_IDLE: Duration = Duration::from_millis(250);
-/// First receive buffer; grows towards `--max-header-bytes` only for large heads.
-const INITIAL_RECV_BYTES: usize = 2048;
-/// Free space below which the receive buffer grows before the next receive.
-const MIN_RECV_SPACE: usize = 512;
 /// Queued responses are sent once this many pieces or bytes are waiting, even if more
 /// pipelined requests are buffered.
 const FLUSH_CHUNKS: usize = 256;
 const FLUSH_OWN_BYTES: usize = 64 * 1024;
+/// Bytes (own, and shared cache buffers) one connection may have queued before it stops
+/// taking requests and sends them: a client that pipelines requests and never reads holds
+/// at most this, plus the one response that crossed it, outside `--cache-size`.
+const MAX_QUEUED_BYTES: usize = 256 * 1024;
 /// Bytes sent by sendfile before the connection yields its turn, so one fast download
 /// cannot hold the core: it resumes after the other ready connections have run and the
 /// runtime has collected new completions and readiness.
@@ -158,10 +157,14 @@ struct Conn {
     sock: Socket,
     /// Responses waiting to be sent; `None` only while a send is in flight.
     batch: Option<SendBatch>,
+    /// Bytes queued in `batch` (own and shared) since it was last sent.
+    queued: usize,
     /// Scratch for the normalised path of each request.
     key: Vec<u8>,
-    /// Part heads of a multipart response from a file, sent between its sendfile parts.
-    staged: Vec<u8>,
+    /// The head bytes of the response being composed; its own segments are copied into
+    /// the batch in sending order.
+    head: Vec<u8>,
+    segs: Segments,
     /// One timer per connection, re-armed for each wait.
     timer: Pin<Box<Sleep>>,
     /// TCP_NODELAY is set before the second send: answers go out whole, so Nagle's algorithm
@@ -172,123 +175,6 @@ struct Conn {
     /// Counts the connection for its whole life (the worker's cap and drain).
     guard: ConnGuard,
 }
-
-/// What the connection does after queueing an answer.
-enum Step {
-    Next,
-    Close,
-    /// Send the queued head, then the parts of `file`: each part's head (a range of the
-    /// connection's staged bytes, empty for a plain body) and `len` bytes from `first`; then
-    /// the staged `tail` (a multipart closing delimiter).
-    Stream {
-        file: Rc<CachedFile>,
-        parts: Vec<Part>,
-        tail: Range<usize>,
-        close: bool,
-    },
-}
-
-struct Part {
-    head: Range<usize>,
-    first: u64,
-    len: u64,
-}
-
-/// How a file request is answered, once its representation is known. It lives on the stack
-/// for one request; boxing the range set would allocate for every range request.
-#[allow(clippy::large_enum_variant)]
-enum Plan {
-    Full,
-    NotModified,
-    PreconditionFailed,
-    Unsatisfiable,
-    Ranges(RangeSet),
-}
-
-/// RFC 9110 §13.2.2: preconditions first, then (GET only, §14.2) If-Range and Range.
-/// Only a 200 is conditional: a 404 page is not.
-fn plan(req: &Request<'_>, status: Status, rep: &Representation) -> Plan {
-    if status != Status::Ok {
-        return Plan::Full;
-    }
-    let v = Validators {
-        etag: &rep.etag,
-        last_modified: rep.mtime,
-    };
-    let f = &req.fields;
-    let p = Preconditions {
-        if_match: f.if_match,
-        if_none_match: f.if_none_match,
-        if_modified_since: f.if_modified_since,
-        if_unmodified_since: f.if_unmodified_since,
-        if_range: f.if_range,
-    };
-    match conditional::evaluate(true, &p, &v) {
-        Outcome::NotModified => return Plan::NotModified,
-        Outcome::PreconditionFailed => return Plan::PreconditionFailed,
-        Outcome::Proceed => {}
-    }
-    let Some(header) = f.range.filter(|_| req.method == Method::Get) else {
-        return Plan::Full;
-    };
-    if f.if_range
-        .is_some_and(|ir| !conditional::if_range_allows(ir, &v))
-    {
-        return Plan::Full;
-    }
-    match range::evaluate(header, rep.len) {
-        RangeOutcome::Full => Plan::Full,
-        RangeOutcome::Unsatisfiable => Plan::Unsatisfiable,
-        RangeOutcome::Satisfiable(set) => Plan::Ranges(set),
-    }
-}
-
-/// Writes a multipart 206's fields for `set` of `rep` (after its prefix); returns the
-/// boundary, fresh for this response.
-fn write_multipart_head(
-    w: &Worker,
-    own: &mut Vec<u8>,
-    rep: &Representation,
-    set: &RangeSet,
-) -> [u8; range::BOUNDARY_LEN] {
-    let boundary = w.boundary();
-    let len = range::multipart_len(set, boundary.len(), rep.content_type.len(), rep.len);
-    response::write_multipart_fields(own, &rep.file_fields(), &boundary, len);
-    boundary
-}
-
-/// Writes a 304, 412 or 416 for `rep`.
-fn write_refusal(
-    own: &mut Vec<u8>,
-    plan: Plan,
-    rep: &Representation,
-    c: &Common<'_>,
-    head_only: bool,
-) {
-    match plan {
-        Plan::NotModified => {
-            response::write_prefix(own, Status::NotModified, c);
-            response::write_not_modified_fields(own, rep.mtime, &rep.etag, &rep.cache_fields);
-        }
-        Plan::PreconditionFailed => {
-            response::write_error(own, Status::PreconditionFailed, c, head_only, b"")
-        }
-        Plan::Unsatisfiable => {
-            let mut field = [0u8; 64];
-            let n = {
-                let mut cur = &mut field[..];
-                let _ = write!(cur, "Content-Range: bytes */{}\r\n", rep.len);
-                64 - cur.len()
-            };
-            response::write_error(own, Status::RangeNotSatisfiable, c, head_only, &field[..n]);
-        }
-        Plan::Full | Plan::Ranges(_) => unreachable!("not a refusal"),
-    }
-}
-
-/// The CORS preflight answer's fields (with `--cors`; the origin field is in every response).
-const CORS_PREFLIGHT: &[u8] =
-    b"Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\nAccess-Control-Allow-Headers: *\r\nAccess-Control-Max-Age: 86400\r\n";
 
 enum Recv {
     Data,
@@ -324,8 +210,10 @@ impl Conn {
             w: guard.worker().clone(),
             sock,
             batch: Some(SendBatch::new()),
+            queued: 0,
             key: Vec::new(),
-            staged: Vec::new(),
+            head: Vec::new(),
+            segs: Segments::new(),
             sent_before: nodelay,
             nodelay,
             guard,
@@ -342,102 +230,60 @@ impl Conn {
 
     /// Serves requests until the connection closes or parks. `resumed`: it was parked and
     /// is readable again.
-    async fn run(&mut self, mut buf: Vec<u8>, resumed: bool) -> io::Result<Exit> {
+    async fn run(&mut self, buf: Vec<u8>, resumed: bool) -> io::Result<Exit> {
         let max_head = self.w.cfg().max_header_bytes;
         // The first request's head is due within the header timeout of the accept.
         let mut head_deadline = Instant::now() + self.w.cfg().header_timeout;
-        let mut pos = 0;
-        let mut discard: u64 = 0;
+        let mut rb = RecvBuf::new(buf);
         // Whether a request has been answered (so an empty buffer means "between requests").
         let mut answered = resumed;
         loop {
             let now = Now::read();
             let mut close = false;
-            while !close {
-                if discard > 0 {
-                    let take = discard.min((buf.len() - pos) as u64);
-                    pos += take as usize;
-                    discard -= take;
-                    if discard > 0 {
-                        break;
-                    }
-                }
-                if pos == buf.len() {
-                    break;
-                }
-                let step = match request::parse(&buf[pos..], max_head) {
+            while !close && rb.skip_discarded() {
+                let (head_len, body_len, composed) = match request::parse(rb.unparsed(), max_head) {
                     Ok(None) => break,
                     Err(reject) => {
                         self.queue_closing_error(reject.status, now);
                         self.flush(false).await?;
-                        return self.linger(buf).await.map(|()| Exit::Done);
+                        return self.linger(rb.into_vec()).await.map(|()| Exit::Done);
                     }
                     Ok(Some(req)) => {
-                        let head = &buf[pos..pos + req.head_len];
-                        pos += req.head_len;
-                        discard = req.body_len;
                         answered = true;
-                        self.answer(&req, head, now)
+                        let head = &rb.unparsed()[..req.head_len];
+                        let composed = self.answer(&req, head, now).await?;
+                        (req.head_len, req.body_len, composed)
                     }
                 };
-                match step {
-                    Step::Next => {
-                        let b = self.batch_mut();
-                        if b.chunk_count() >= FLUSH_CHUNKS || b.own_buf().len() >= FLUSH_OWN_BYTES {
-                            self.flush(false).await?;
-                        }
-                    }
-                    Step::Close => close = true,
-                    Step::Stream {
-                        file,
-                        parts,
-                        tail,
-                        close: then_close,
-                    } => {
-                        for part in &parts {
-                            self.unstage(part.head.clone());
-                            self.flush(true).await?;
-                            let disk = file.disk.as_ref().expect("a large file is held open");
-                            if let Err(e) = self.stream(disk, part.first, part.len).await {
-                                if e.kind() == io::ErrorKind::UnexpectedEof {
-                                    // It shrank: have the next request look at it afresh.
-                                    file.suspect.set(true);
-                                }
-                                return Err(e);
-                            }
-                        }
-                        self.unstage(tail);
-                        self.staged.clear();
-                        close = then_close;
-                    }
+                rb.consume(head_len, body_len);
+                close = composed.close;
+                let b = self.batch_mut();
+                if b.chunk_count() >= FLUSH_CHUNKS
+                    || b.own_buf().len() >= FLUSH_OWN_BYTES
+                    || self.queued >= MAX_QUEUED_BYTES
+                {
+                    self.flush(false).await?;
                 }
             }
             self.flush(false).await?;
             if close {
                 // Pipelined bytes after the last answer: drain them so the close is clean.
-                if pos < buf.len() || discard > 0 {
-                    return self.linger(buf).await.map(|()| Exit::Done);
+                if rb.has_leftover() {
+                    return self.linger(rb.into_vec()).await.map(|()| Exit::Done);
                 }
                 return Ok(Exit::Done);
             }
-
-            buf.drain(..pos);
-            pos = 0;
-            let idle = buf.is_empty() && discard == 0;
+            let idle = rb.compact(max_head);
             if idle && self.w.stopping.get() {
                 return Ok(Exit::Done);
             }
-            if buf.capacity() - buf.len() < MIN_RECV_SPACE {
-                let want = (buf.capacity() * 2)
-                    .min(max_head.max(INITIAL_RECV_BYTES))
-                    .saturating_sub(buf.len());
-                buf.reserve_exact(want.max(MIN_RECV_SPACE));
-            }
             if idle && answered {
-                match self
+                let mut buf = rb.take();
+                let waited = self
                     .wait_idle(&mut buf, self.w.cfg().keepalive_timeout)
-                    .await?
-                {
+                    .await;
+                rb.put(buf);
+                match waited? {
                     Idle::Closed => return Ok(Exit::Done),
                     Idle::Received => {
                         head_deadline = Instant::now() + self.w.cfg().header_timeout;
@@ -453,14 +299,14 @@ impl Conn {
             };
             let (res, got) = recv_until(
                 &self.sock,
-                buf,
+                rb.take(),
                 &mut self.timer,
                 head_deadline,
                 stop,
                 GiveUp::Shutdown,
             )
             .await;
-            buf = got;
+            rb.put(got);
             match res? {
                 Recv::Data => {}
                 Recv::Eof | Recv::Stopped => return Ok(Exit::Done),
@@ -514,41 +360,36 @@ impl Conn {
     fn queue_closing_error(&mut self, status: Status, now: Now) {
         let w = self.w.clone();
         let date = w.date.get(now);
-        let c = Common {
+        let ctx = Context {
             date: &date,
-            conn: Connection::Close,
             site: &w.shared.site_fields,
+            stopping: w.stopping.get(),
+            cors: w.cfg().cors,
+            vary_accept: false,
+            boundary: &|| w.boundary(),
         };
-        let batch = self.batch_mut();
-        let from = batch.own_buf().len();
-        response::write_error(batch.own_buf(), status, &c, false, b"");
-        batch.push_own(from);
-    }
-
-    /// Queues `staged[range]`.
-    fn unstage(&mut self, range: Range<usize>) {
-        let batch = self.batch.as_mut().expect("no send in flight");
-        let from = batch.own_buf().len();
-        batch.own_buf().extend_from_slice(&self.staged[range]);
-        batch.push_own(from);
+        self.head.clear();
+        compose::compose_closing_error(status, &ctx, &mut self.head, &mut self.segs);
+        self.queue_own_segments();
     }
 
     fn batch_mut(&mut self) -> &mut SendBatch {
         self.batch.as_mut().expect("no send in flight")
     }
 
-    /// Queues the answer to an admitted request whose head is `head`.
-    fn answer(&mut self, req: &Request<'_>, head: &[u8], now: Now) -> Step {
+    /// Answers an admitted request whose head is `head`: composes the response, then
+    /// queues and sends its segments.
+    async fn answer(&mut self, req: &Request<'_>, head: &[u8], now: Now) -> io::Result<Composed> {
         if req.fields.repeated != 0 {
             let mut joined = Vec::new();
             let mut req = req.clone();
             request::join_repeated(head, &mut req.fields, &mut joined);
-            return self.answer_joined(&req, now);
+            return self.answer_joined(&req, now).await;
         }
-        self.answer_joined(req, now)
+        self.answer_joined(req, now).await
     }
 
-    fn answer_joined(&mut self, req: &Request<'_>, now: Now) -> Step {
+    async fn answer_joined(&mut self, req: &Request<'_>, now: Now) -> io::Result<Composed> {
         #[cfg(test)]
         if super::fault::armed(super::fault::Fault::PanicInConnection)
             && req.path == super::fault::PANIC_PATH.as_bytes()
@@ -556,198 +397,74 @@ impl Conn {
             panic!("injected fault: a connection's task");
         }
         let w = self.w.clone();
+        let (reply, vary_accept) = match req.method {
+            Method::Other => (Reply::Error(Status::MethodNotAllowed), false),
+            Method::Options => (Reply::Options, false),
+            Method::Get | Method::Head => {
+                respond::resolve(&w.store, w.cfg(), req, &mut self.key, now)
+            }
+        };
         let date = w.date.get(now);
-        let head_only = req.method == Method::Head;
-        let reply = match req.method {
-            Method::Other => Reply::Error(Status::MethodNotAllowed),
-            Method::Options => Reply::Options,
-            Method::Get | Method::Head => respond::resolve(&w, req, &mut self.key, now),
-        };
-        let server_closes = w.stopping.get()
-            || matches!(
-                reply,
-                Reply::Error(Status::BadRequest | Status::InternalServerError)
-            );
-        let conn = Connection::for_request(req, server_closes);
-        let c = Common {
+        let ctx = Context {
             date: &date,
-            conn,
             site: &w.shared.site_fields,
+            stopping: w.stopping.get(),
+            cors: w.cfg().cors,
+            vary_accept,
+            boundary: &|| w.boundary(),
         };
+        self.head.clear();
+        let composed = compose::compose(req, &reply.view(), &ctx, &mut self.head, &mut self.segs);
+        match &reply {
+            Reply::File { file, .. } => self.send_segments(file).await?,
+            _ => self.queue_own_segments(),
+        }
+        Ok(composed)
+    }
+
+    /// Queues a response made of own bytes alone.
+    fn queue_own_segments(&mut self) {
         let batch = self.batch.as_mut().expect("no send in flight");
-        let from = batch.own_buf().len();
-        let mut step = if conn.closes() {
-            Step::Close
-        } else {
-            Step::Next
-        };
-        match reply {
-            Reply::File { status, file } if file.disk.is_none() => {
-                let own = batch.own_buf();
-                match plan(req, status, &file.rep) {
-                    Plan::Full => {
-                        response::write_prefix(own, status, &c);
-                        batch.push_own(from);
-                        let end = if head_only {
-                            file.head_len
-                        } else {
-                            file.bytes.len()
-                        };
-                        batch.push_shared(&file.bytes, 0..end);
-                    }
-                    Plan::Ranges(set) => {
-                        let body = file.head_len as u64;
-                        let parts = set.as_slice();
-                        let rep = &file.rep;
-                        if let [(first, last)] = parts {
-                            response::write_prefix(own, Status::PartialContent, &c);
-                            response::write_single_range_fields(
-                                own,
-                                &rep.file_fields(),
-                                *first,
-                                *last,
-                            );
-                            batch.push_own(from);
-                            batch.push_shared(
-                                &file.bytes,
-                                (body + first) as usize..(body + last + 1) as usize,
-                            );
-                        } else {
-                            response::write_prefix(own, Status::PartialContent, &c);
-                            let boundary = write_multipart_head(&w, own, rep, &set);
-                            batch.push_own(from);
-                            for &(first, last) in parts {
-                                let mark = batch.own_buf().len();
-                                range::write_part_head(
-                                    batch.own_buf(),
-                                    &boundary,
-                                    &rep.content_type,
-                                    first,
-                                    last,
-                                    rep.len,
-                                );
-                                batch.push_own(mark);
-                                batch.push_shared(
-                                    &file.bytes,
-                                    (body + first) as usize..(body + last + 1) as usize,
-                                );
-                            }
-                            let mark = batch.own_buf().len();
-                            range::write_closing(batch.own_buf(), &boundary);
-                            batch.push_own(mark);
-                        }
-                    }
-                    other => {
-                        write_refusal(own, other, &file.rep, &c, head_only);
-                        batch.push_own(from);
-                    }
-                }
-            }
-            Reply::File { status, file } => {
-                // A large file: the head from the cache, the body by sendfile.
-                let rep = &file.rep;
-                let own = batch.own_buf();
-                match plan(req, status, rep) {
-                    Plan::Full => {
-                        response::write_prefix(own, status, &c);
-                        batch.push_own(from);
-                        batch.push_shared(&file.bytes, 0..file.head_len);
-                        if !head_only && rep.len > 0 {
-                            let parts = vec![Part {
-                                head: 0..0,
-                                first: 0,
-                                len: rep.len,
-                            }];
-                            step = Step::Stream {
-                                file: file.clone(),
-                                parts,
-                                tail: 0..0,
-                                close: conn.closes(),
-                            };
-                        }
-                    }
-                    Plan::Ranges(set) => {
-                        response::write_prefix(own, Status::PartialContent, &c);
-                        let mut parts = Vec::with_capacity(set.len());
-                        let mut tail = 0..0;
-                        if let [(first, last)] = set.as_slice() {
-                            response::write_single_range_fields(
-                                own,
-                                &rep.file_fields(),
-                                *first,
-                                *last,
-                            );
-                            parts.push(Part {
-                                head: 0..0,
-                                first: *first,
-                                len: last - first + 1,
-                            });
-                        } else {
-                            let boundary = write_multipart_head(&w, own, rep, &set);
-                            // Part heads wait in `staged`; each is sent before its part.
-                            let heads = own.len();
-                            for &(first, last) in set.as_slice() {
-                                let start = own.len();
-                                range::write_part_head(
-                                    own,
-                                    &boundary,
-                                    &rep.content_type,
-                                    first,
-                                    last,
-                                    rep.len,
-                                );
-                                parts.push(Part {
-                                    head: start - heads..own.len() - heads,
-                                    first,
-                                    len: last - first + 1,
-                                });
-                            }
-                            let start = own.len();
-                            range::write_closing(own, &boundary);
-                            tail = start - heads..own.len() - heads;
-                            self.staged.clear();
-                            self.staged.extend(own.drain(heads..));
-                        }
-                        batch.push_own(from);
-                        step = Step::Stream {
-                            file: file.clone(),
-                            parts,
-                            tail,
-                            close: conn.closes(),
-                        };
-                    }
-                    other => {
-                        write_refusal(own, other, rep, &c, head_only);
-                        batch.push_own(from);
-                    }
-                }
-            }
-            Reply::Generated { content_type, body } => {
-                response::write_generated(batch.own_buf(), &c, content_type, &body, head_only);
+        for seg in self.segs.as_slice() {
+            if let Segment::Own(r) = seg {
+                let from = batch.own_buf().len();
+                batch.own_buf().extend_from_slice(&self.head[r.clone()]);
                 batch.push_own(from);
-            }
-            Reply::Options => {
-                let extra: &[u8] = if w.cfg().cors { CORS_PREFLIGHT } else { b"" };
-                response::write_options(batch.own_buf(), &c, extra);
-                batch.push_own(from);
-            }
-            Reply::Redirect => {
-                let segment = req.path.rsplit(|&b| b == b'/').next().unwrap_or(b"");
-                response::write_directory_redirect(
-                    batch.own_buf(),
-                    segment,
-                    req.query,
-                    &c,
-                    head_only,
-                );
-                batch.push_own(from);
-            }
-            Reply::Error(status) => {
-                response::write_error(batch.own_buf(), status, &c, head_only, b"");
-                batch.push_own(from);
+                self.queued += r.len();
             }
         }
-        step
+    }
+
+    /// Walks the segments of a response for `file`: memory goes into the batch; before
+    /// bytes from disk, the batch is sent, then the file by sendfile.
+    async fn send_segments(&mut self, file: &Rc<CachedFile>) -> io::Result<()> {
+        for i in 0..self.segs.as_slice().len() {
+            let batch = self.batch.as_mut().expect("no send in flight");
+            match self.segs.as_slice()[i].clone() {
+                Segment::Own(r) => {
+                    let from = batch.own_buf().len();
+                    batch.own_buf().extend_from_slice(&self.head[r.clone()]);
+                    batch.push_own(from);
+                    self.queued += r.len();
+                }
+                Segment::Shared(r) => {
+                    self.queued += r.len();
+                    batch.push_shared(&file.bytes, r);
+                }
+                Segment::File { offset, len } => {
+                    self.flush(true).await?;
+                    let disk = file.disk.as_ref().expect("a large file is held open");
+                    if let Err(e) = self.stream(disk, offset, len).await {
+                        if e.kind() == io::ErrorKind::UnexpectedEof {
+                            // It shrank: have the next request look at it afresh.
+                            file.suspect.set(true);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Sends everything queued. `more`: a body follows by sendfile.
@@ -757,6 +474,7 @@ impl Conn {
             let batch = self.batch.take().expect("no send in flight");
             if batch.is_empty() {
                 self.batch = Some(batch);
+                self.queued = 0;
                 return Ok(());
             }
             self.timer.as_mut().reset(Instant::now() + timeout);

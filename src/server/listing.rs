@@ -4,37 +4,35 @@
 
 use std::io::Write;
 
-use super::respond::Reply;
-use super::worker::Worker;
-use crate::fs::{self, OpenError};
-use crate::http::{HttpDate, Request, Status};
+use crate::fs::{self, OpenError, Root};
+use crate::http::{HttpDate, Status};
 
-/// Renders the listing of the directory `rel` (relative to the root).
-pub fn render(w: &Worker, req: &Request<'_>, rel: &[u8]) -> Reply {
-    let entries = match w.shared.root.list(rel, w.cfg().hidden) {
+/// Renders the listing of the directory `rel` (relative to `root`) as the `accept` field
+/// asks: its content type and body, or the error status to answer with.
+pub fn render(
+    root: &Root,
+    hidden: bool,
+    accept: Option<&[u8]>,
+    rel: &[u8],
+) -> Result<(&'static str, Vec<u8>), Status> {
+    let entries = match root.list(rel, hidden) {
         Ok(entries) => entries,
-        Err(OpenError::NotFound) => return Reply::Error(Status::NotFound),
-        Err(OpenError::Forbidden) => return Reply::Error(Status::Forbidden),
+        Err(OpenError::NotFound) => return Err(Status::NotFound),
+        Err(OpenError::Forbidden) => return Err(Status::Forbidden),
         Err(OpenError::Io(e)) => {
-            eprintln!("fserve: cannot list {}: {e}", String::from_utf8_lossy(rel));
-            return Reply::Error(Status::InternalServerError);
+            eprintln!("fserve: cannot list {}: {e}", rel.escape_ascii());
+            return Err(Status::InternalServerError);
         }
     };
-    if wants_json(req.fields.accept) {
-        Reply::Generated {
-            content_type: "application/json; charset=utf-8",
-            body: json(&entries),
-        }
+    if wants_json(accept) {
+        Ok(("application/json; charset=utf-8", json(&entries)))
     } else {
         let title = if rel == b"." {
             b"/".to_vec()
         } else {
             [b"/", rel, b"/"].concat()
         };
-        Reply::Generated {
-            content_type: "text/html; charset=utf-8",
-            body: html(&title, &entries),
-        }
+        Ok(("text/html; charset=utf-8", html(&title, &entries)))
     }
 }
 

@@ -13,12 +13,15 @@
 //! abandoned.
 
 mod clock;
+pub mod compose;
 mod conn;
 #[cfg(test)]
 mod fault;
 mod listing;
 mod parking;
+mod recv_buf;
 mod respond;
+mod store;
 mod worker;
 
 use std::fmt;

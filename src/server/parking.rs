@@ -6,17 +6,14 @@
 //! deadline has passed (and all of them when shutdown begins). Ten thousand idle
 //! connections then cost ten thousand small tasks and a heap of 24-byte entries.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::rc::Rc;
 use std::task::Waker;
 
 use slab::Slab;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-
-use super::worker::Worker;
 
 /// Stale deadline entries (of connections that woke before it) are dropped once the heap
 /// holds more than this many entries beyond twice the parked connections.
@@ -156,21 +153,20 @@ impl Drop for Ticket<'_> {
 }
 
 /// The worker's sweeper: sleeps until the earliest deadline, expires what is due, and
-/// expires everything when shutdown begins.
-pub async fn sweep(w: Rc<Worker>) {
-    let parking = &w.parking;
+/// expires everything when shutdown begins (`stopping` is set and `stop` notified).
+pub async fn sweep(parking: &Parking, stopping: &Cell<bool>, stop: &Notify) {
     loop {
-        if w.stopping.get() {
+        if stopping.get() {
             break;
         }
         match parking.expire_due(Instant::now()) {
             Some(next) => tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
-                _ = w.stop.notified() => break,
+                _ = stop.notified() => break,
             },
             None => tokio::select! {
                 _ = parking.added.notified() => {}
-                _ = w.stop.notified() => break,
+                _ = stop.notified() => break,
             },
         }
     }

@@ -1,7 +1,7 @@
 //! One worker: a thread with its own ring, listener, file cache and date; an accept loop
 //! that spawns a task per connection, bounded by the worker's share of `--max-connections`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::io;
 use std::net::TcpListener;
 use std::rc::Rc;
@@ -14,15 +14,15 @@ use tokio::sync::Notify;
 use super::clock::DateCache;
 use super::conn;
 use super::parking::{self, Parking};
-use super::respond::CachedFile;
+use super::store::Store;
 use crate::config::Config;
 use crate::engine::{self, Kind, Listener};
-use crate::fs::{Cache, Root};
+use crate::fs::Root;
 
 /// Read-only state every worker shares.
 pub struct Shared {
     pub cfg: Config,
-    pub root: Root,
+    pub root: Arc<Root>,
     pub engine: Kind,
     /// Field lines every response carries: `--header`s, and CORS with `--cors`.
     pub site_fields: Vec<u8>,
@@ -45,7 +45,7 @@ impl Shared {
         }
         Shared {
             cfg,
-            root,
+            root: Arc::new(root),
             engine,
             site_fields,
         }
@@ -60,7 +60,8 @@ const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// A worker's own state: used by its thread alone.
 pub struct Worker {
     pub shared: Arc<Shared>,
-    pub cache: RefCell<Cache<CachedFile>>,
+    /// This worker's files: its cache, the root, the limits.
+    pub(crate) store: Store,
     pub date: DateCache,
     /// Set once shutdown begins; connections close instead of waiting for another request.
     pub stopping: Cell<bool>,
@@ -76,8 +77,6 @@ pub struct Worker {
     /// no file's author can predict one (http::range::boundary).
     boundary_keys: std::hash::RandomState,
     boundaries: Cell<u64>,
-    /// Scratch space for building paths.
-    pub scratch: RefCell<Vec<u8>>,
 }
 
 impl Worker {
@@ -115,7 +114,6 @@ pub fn run(
     let kind = shared.engine;
     let workers = shared.cfg.workers();
     let max_conns = shared.cfg.max_connections.div_ceil(workers).max(1);
-    let cache_bytes = usize::try_from(shared.cfg.cache_bytes).unwrap_or(usize::MAX);
     let grace = shared.cfg.grace;
     let ready_err = ready.clone();
     let body = async move {
@@ -128,8 +126,8 @@ pub fn run(
         };
         let _ = ready.send(Ok(()));
         let w = Rc::new(Worker {
+            store: Store::new(shared.root.clone(), &shared.cfg),
             shared,
-            cache: RefCell::new(Cache::new(cache_bytes)),
             date: DateCache::new(),
             stopping: Cell::new(false),
             stop: Notify::new(),
@@ -139,7 +137,6 @@ pub fn run(
             conn_closed: Notify::new(),
             boundary_keys: std::hash::RandomState::new(),
             boundaries: Cell::new(0),
-            scratch: RefCell::new(Vec::new()),
         });
         {
             let w = w.clone();
@@ -153,7 +150,10 @@ pub fn run(
                 w.stop.notify_waiters();
             });
         }
-        engine::spawn(parking::sweep(w.clone()));
+        {
+            let w = w.clone();
+            engine::spawn(async move { parking::sweep(&w.parking, &w.stopping, &w.stop).await });
+        }
         accept_loop(&w, &listener).await;
         listener.stop();
         drop(listener);
