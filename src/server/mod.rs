@@ -22,6 +22,7 @@ mod parking;
 mod recv_buf;
 mod respond;
 mod store;
+mod wire;
 mod worker;
 
 use std::fmt;
