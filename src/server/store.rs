@@ -8,7 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::fs::File;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
 use super::clock::Now;
@@ -30,6 +30,12 @@ const SIDECARS: [(Coding, &[u8]); 3] = [
 /// What an open large file weighs in the cache budget: it bounds the descriptors a worker
 /// keeps open (64 MiB of budget: at most 1,024).
 const OPEN_FILE_WEIGHT: usize = 64 * 1024;
+/// Most large files one worker holds open at once: their descriptors count against
+/// RLIMIT_NOFILE beside the connections'. Past it, the least recently used is closed
+/// (once no response is sending from it).
+pub(crate) const MAX_HELD_OPEN: usize = 256;
+/// A held-open file unused for this long is closed by [`Store::close_idle`].
+pub(crate) const HELD_OPEN_IDLE_MS: u64 = 30_000;
 /// Cache-Control for HTML: always revalidate, so a deploy shows at once.
 const HTML_CACHE_CONTROL: &str = "no-cache";
 /// Cache-Control for fingerprinted files with `--immutable`.
@@ -49,6 +55,8 @@ pub struct CachedFile {
     /// Set when a send found the file shorter than its entry says: the next lookup looks at
     /// the file system at once instead of within the revalidation interval.
     pub suspect: Cell<bool>,
+    /// For a file held open: when a request last used it (monotonic ms).
+    last_used: Cell<u64>,
     meta: Meta,
     /// The file's path relative to the root (for a directory, its index.html).
     rel: Box<[u8]>,
@@ -82,6 +90,9 @@ pub(crate) enum Loaded {
     Listing(Vec<u8>),
 }
 
+/// A held-open file's cache key, and the file while anything holds it.
+type Held = (Box<[u8]>, Weak<CachedFile>);
+
 /// A worker's files: the cache and everything needed to fill and check it.
 pub(crate) struct Store {
     root: Arc<Root>,
@@ -93,6 +104,9 @@ pub(crate) struct Store {
     /// `--immutable` and `--cache-control`.
     immutable: bool,
     cache_control: Option<Box<str>>,
+    /// The large files loaded with a descriptor held open, by cache key (dead entries are
+    /// dropped as they are found).
+    held: RefCell<Vec<Held>>,
 }
 
 impl Store {
@@ -106,11 +120,99 @@ impl Store {
             max_file_bytes: cfg.cache_max_file_bytes,
             immutable: cfg.immutable,
             cache_control: cfg.cache_control.as_deref().map(Into::into),
+            held: RefCell::new(Vec::new()),
         }
     }
 
     pub(crate) fn root(&self) -> &Root {
         &self.root
+    }
+
+    /// Opens `rel` beneath the root. Out of descriptors (EMFILE, ENFILE), it closes the
+    /// held-open files and tries once more, rather than answer 500 while it holds fds
+    /// that a request no longer needs.
+    fn open(&self, rel: &[u8]) -> Result<(File, Meta), OpenError> {
+        match self.root.open_file(rel) {
+            Err(OpenError::Io(e))
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) =>
+            {
+                self.release_held(|_| true);
+                self.root.open_file(rel)
+            }
+            r => r,
+        }
+    }
+
+    /// Records that the large file `file`, cached under `key`, holds a descriptor; past
+    /// [`MAX_HELD_OPEN`], the least recently used other one is let go.
+    fn hold(&self, key: &[u8], file: &Rc<CachedFile>) {
+        let victim = {
+            let mut held = self.held.borrow_mut();
+            held.retain(|(_, f)| f.strong_count() > 0);
+            let victim = if held.len() >= MAX_HELD_OPEN {
+                let oldest = held
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, (_, f))| f.upgrade().map_or(0, |f| f.last_used.get()))
+                    .map(|(i, _)| i);
+                oldest.map(|i| held.swap_remove(i))
+            } else {
+                None
+            };
+            held.push((key.into(), Rc::downgrade(file)));
+            victim
+        };
+        if let Some((key, file)) = victim {
+            self.forget(&key, &file);
+        }
+    }
+
+    /// Lets go of the held-open files for which `release` says so: out of the cache, so
+    /// each closes once the last response sending from it is done.
+    fn release_held(&self, release: impl Fn(&CachedFile) -> bool) {
+        let gone: Vec<_> = {
+            let mut held = self.held.borrow_mut();
+            let mut gone = Vec::new();
+            held.retain(|(key, f)| match f.upgrade() {
+                Some(file) if release(&file) => {
+                    gone.push((key.clone(), f.clone()));
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            });
+            gone
+        };
+        for (key, file) in gone {
+            self.forget(&key, &file);
+        }
+    }
+
+    /// Removes `key` from the cache if it still names `file`.
+    fn forget(&self, key: &[u8], file: &Weak<CachedFile>) {
+        let mut cache = self.cache.borrow_mut();
+        let same = cache
+            .get(key, 0)
+            .is_some_and(|hit| std::ptr::eq(Rc::as_ptr(hit.value), file.as_ptr()));
+        if same {
+            cache.remove(key);
+        }
+    }
+
+    /// Closes the held-open files no request has used for [`HELD_OPEN_IDLE_MS`]
+    /// (the worker calls this now and then), so descriptors do not outlive their use.
+    pub(crate) fn close_idle(&self, now: Now) {
+        self.release_held(|f| now.mono_ms.saturating_sub(f.last_used.get()) >= HELD_OPEN_IDLE_MS);
+    }
+
+    /// Large files held open now.
+    #[cfg(test)]
+    fn held_open(&self) -> usize {
+        self.held
+            .borrow()
+            .iter()
+            .filter(|(_, f)| f.strong_count() > 0)
+            .count()
     }
 
     /// The cached file or loaded representation for `key`: a cache hit (revalidated if
@@ -137,14 +239,13 @@ impl Store {
         listing: bool,
         now: Now,
     ) -> Result<Loaded, OpenError> {
-        let root = &self.root;
         let rel = fs::path::relative(key);
-        let (file, meta) = root.open_file(rel)?;
+        let (file, meta) = self.open(rel)?;
         let (file, meta, rel) = match meta.kind {
             Kind::Dir if !trailing_slash => return Ok(Loaded::Redirect),
             Kind::Dir => {
                 let index = join(rel, INDEX_FILE);
-                match root.open_file(&index) {
+                match self.open(&index) {
                     Ok((file, meta)) => (file, meta, index),
                     Err(OpenError::NotFound) if listing => {
                         return Ok(Loaded::Listing(rel.to_vec()));
@@ -215,7 +316,11 @@ impl Store {
             is_sidecar: coding.is_some(),
             dir: Cell::new(dir),
             suspect: Cell::new(false),
+            last_used: Cell::new(now.mono_ms),
         });
+        if cached.disk.is_some() {
+            self.hold(key, &cached);
+        }
         self.cache.borrow_mut().insert(
             key,
             cached.clone(),
@@ -323,7 +428,7 @@ impl Store {
             Some(file) => Some(file),
             None => {
                 let path = join_ext(rel, ext);
-                match self.root.open_file(&path) {
+                match self.open(&path) {
                     Ok((file, meta)) if meta.kind == Kind::File => {
                         match self.load(key, file, meta, &path, Some(coding), (0, None), now) {
                             Ok(Loaded::File(file)) => Some(file),
@@ -350,6 +455,7 @@ impl Store {
                 // inode with a new length or mtime) at once, so that a head with the old
                 // length, or the old ETag over new bytes, never goes out.
                 Some(disk) if matches!(Meta::of(disk), Ok(m) if m == hit.value.meta) => {
+                    hit.value.last_used.set(now.mono_ms);
                     return Some(hit.value.clone());
                 }
                 Some(_) => {}
@@ -361,6 +467,7 @@ impl Store {
             && (value.is_sidecar || self.sidecars_unchanged(&value));
         if current {
             value.suspect.set(false);
+            value.last_used.set(now.mono_ms);
             self.cache.borrow().revalidated(key, now.mono_ms);
             Some(value)
         } else {
@@ -429,4 +536,82 @@ fn join_ext(rel: &[u8], ext: &[u8]) -> Vec<u8> {
     path.extend_from_slice(rel);
     path.extend_from_slice(ext);
     path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store over `n` files of 2 KiB, each held open (the memory limit is 1 KiB).
+    fn store_with(n: usize) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..n {
+            std::fs::write(dir.path().join(format!("f{i}")), vec![b'x'; 2048]).unwrap();
+        }
+        let mut cfg = Config::new(dir.path());
+        cfg.cache_max_file_bytes = 1024;
+        let root = Arc::new(Root::open(dir.path()).unwrap());
+        (dir, Store::new(root, &cfg))
+    }
+
+    fn at(ms: u64) -> Now {
+        Now {
+            unix_secs: 0,
+            mono_ms: ms,
+        }
+    }
+
+    fn load(store: &Store, i: usize, now: Now) -> Rc<CachedFile> {
+        match store.lookup(format!("/f{i}").as_bytes(), false, false, now) {
+            Ok(Loaded::File(f)) => f,
+            _ => panic!("f{i} did not load"),
+        }
+    }
+
+    #[test]
+    fn held_open_files_are_capped() {
+        let (_dir, store) = store_with(MAX_HELD_OPEN + 20);
+        for i in 0..MAX_HELD_OPEN + 20 {
+            let f = load(&store, i, at(i as u64));
+            assert!(f.disk.is_some(), "f{i} is held open");
+        }
+        assert_eq!(store.held_open(), MAX_HELD_OPEN);
+        // The most recent stay: a hit costs no open.
+        let last = MAX_HELD_OPEN + 19;
+        let again = load(&store, last, at(10_000));
+        assert!(Rc::ptr_eq(&again, &load(&store, last, at(10_001))));
+    }
+
+    #[test]
+    fn idle_held_open_files_are_closed() {
+        let (_dir, store) = store_with(3);
+        for i in 0..3 {
+            drop(load(&store, i, at(0)));
+        }
+        // One of them is used again later.
+        drop(load(&store, 2, at(HELD_OPEN_IDLE_MS / 2)));
+        store.close_idle(at(HELD_OPEN_IDLE_MS));
+        assert_eq!(store.held_open(), 1);
+        store.close_idle(at(HELD_OPEN_IDLE_MS * 2));
+        assert_eq!(store.held_open(), 0);
+    }
+
+    #[test]
+    fn a_file_being_sent_closes_when_its_response_is_done() {
+        let (_dir, store) = store_with(1);
+        let sending = load(&store, 0, at(0));
+        store.close_idle(at(HELD_OPEN_IDLE_MS));
+        // Out of the store, but the response still holds it open.
+        assert_eq!(store.held_open(), 0);
+        assert!(sending.disk.is_some());
+        let weak = Rc::downgrade(&sending);
+        drop(sending);
+        assert!(weak.upgrade().is_none(), "closed once the response is done");
+    }
+
+    #[test]
+    fn every_etag_has_the_nginx_form() {
+        assert_eq!(&*etag(0x5f5e_1000, 1234, None), b"\"5f5e1000-4d2\"");
+        assert_eq!(&*etag(0, 5, Some(Coding::Br)), b"\"0-5-br\"");
+    }
 }

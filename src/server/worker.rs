@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::clock::DateCache;
+use super::clock::{DateCache, Now};
 use super::conn;
 use super::parking::{self, Parking};
 use super::store::Store;
@@ -52,6 +52,8 @@ impl Shared {
     }
 }
 
+/// How often a worker closes the held-open files that have gone idle.
+const HELD_OPEN_SWEEP: Duration = Duration::from_secs(5);
 /// Pause after accept fails for lack of file descriptors, before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// At most one log line per this interval about accept failures.
@@ -153,6 +155,17 @@ pub fn run(
         {
             let w = w.clone();
             engine::spawn(async move { parking::sweep(&w.parking, &w.stopping, &w.stop).await });
+        }
+        {
+            let w = w.clone();
+            engine::spawn(async move {
+                while !w.stopping.get() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(HELD_OPEN_SWEEP) => w.store.close_idle(Now::read()),
+                        _ = w.stop.notified() => break,
+                    }
+                }
+            });
         }
         accept_loop(&w, &listener).await;
         listener.stop();

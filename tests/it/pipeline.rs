@@ -165,3 +165,57 @@ fn pipelining_without_reading_does_not_pin_cache_memory() {
     drop(clients);
     assert_eq!(Conn::open(srv.addr).get("/01").body.len(), FILE_BYTES);
 }
+
+/// `n` files of 4 KiB, `f000`…, each held open (not cached in memory) with
+/// `--cache-max-file 1KiB`.
+fn large_files(root: &Path, n: usize) {
+    for i in 0..n {
+        write(root, &format!("f{i:03}"), pattern_bytes(4096, i as u64));
+    }
+}
+
+#[test]
+fn out_of_descriptors_the_server_lets_held_files_go_and_still_serves() {
+    let _heavy = heavy_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    large_files(tmp.path(), 120);
+    let srv = BinServer::start(tmp.path(), &["-t", "1", "--cache-max-file", "1KiB"]);
+    // Few descriptors: the worker's own, one connection, and a few dozen files.
+    let pid = rustix::process::Pid::from_child(&srv.child);
+    let lim = rustix::process::Rlimit {
+        current: Some(64),
+        maximum: Some(64),
+    };
+    rustix::process::prlimit(Some(pid), rustix::process::Resource::Nofile, lim)
+        .expect("prlimit on the server");
+    let mut c = Conn::open(srv.addr);
+    for i in 0..120 {
+        let r = c.head(&format!("/f{i:03}"));
+        assert_eq!(
+            r.status,
+            200,
+            "/f{i:03} with 64 descriptors: {}",
+            r.describe()
+        );
+    }
+    let r = c.get("/f007");
+    assert_eq!(r.body, pattern_bytes(4096, 7));
+}
+
+#[test]
+fn held_open_files_are_capped_per_worker() {
+    let _heavy = heavy_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    large_files(tmp.path(), 400);
+    let srv = BinServer::start(tmp.path(), &["-t", "1", "--cache-max-file", "1KiB"]);
+    let mut c = Conn::open(srv.addr);
+    let before = srv.fd_count();
+    for i in 0..400 {
+        c.head(&format!("/f{i:03}")).assert_status(200);
+    }
+    let held = srv.fd_count().saturating_sub(before);
+    assert!(
+        held <= 256 + 8,
+        "{held} descriptors held after 400 large files were asked for once"
+    );
+}
