@@ -239,11 +239,10 @@ impl Conn {
             vary_accept: false,
             boundary: &|| w.boundary(),
         };
-        self.head.clear();
-        compose::compose_closing_error(status, &ctx, &mut self.head, &mut self.segs);
+        compose::compose_closing_error(status, &ctx, self.wire.own_buf(), &mut self.segs);
         for seg in self.segs.as_slice() {
             if let Segment::Own(r) = seg {
-                self.wire.queue_own(&self.head[r.clone()]);
+                self.wire.queue_written(r.clone());
             }
         }
     }
@@ -284,21 +283,35 @@ impl Conn {
             vary_accept,
             boundary: &|| w.boundary(),
         };
-        self.head.clear();
-        let composed = compose::compose(req, &reply.view(), &ctx, &mut self.head, &mut self.segs);
         let file = match &reply {
             Reply::File { file, .. } => Some(file),
             _ => None,
         };
-        self.send_segments(file).await?;
+        // A response from memory is composed straight into the send batch; one with file
+        // segments into `head`, as sending the batch before a file range empties it.
+        let in_batch = file.is_none_or(|f| f.disk.is_none());
+        let out = if in_batch {
+            self.wire.own_buf()
+        } else {
+            self.head.clear();
+            &mut self.head
+        };
+        let composed = compose::compose(req, &reply.view(), &ctx, out, &mut self.segs);
+        self.send_segments(file, in_batch).await?;
         Ok(composed)
     }
 
     /// Walks the segments of a response (for `file`, if it has one): memory goes into the
     /// batch; before bytes from disk, the batch is sent, then the file by sendfile.
-    async fn send_segments(&mut self, file: Option<&Rc<CachedFile>>) -> io::Result<()> {
+    /// `in_batch`: the own bytes were composed into the batch, not into `head`.
+    async fn send_segments(
+        &mut self,
+        file: Option<&Rc<CachedFile>>,
+        in_batch: bool,
+    ) -> io::Result<()> {
         for i in 0..self.segs.as_slice().len() {
             match (self.segs.as_slice()[i].clone(), file) {
+                (Segment::Own(r), _) if in_batch => self.wire.queue_written(r),
                 (Segment::Own(r), _) => self.wire.queue_own(&self.head[r]),
                 (Segment::Shared(r), Some(file)) => self.wire.queue_shared(&file.bytes, r),
                 (Segment::File { offset, len }, Some(file)) => {

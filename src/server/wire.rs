@@ -97,6 +97,28 @@ impl Wire {
         self.queued += bytes.len();
     }
 
+    /// The batch's own buffer, to write a response into; queue what was written with
+    /// [`Wire::queue_written`].
+    pub(crate) fn own_buf(&mut self) -> &mut Vec<u8> {
+        self.batch_mut().own_buf()
+    }
+
+    /// Queues `range` of the own buffer, written since the last send: in place when it is
+    /// the buffer's tail (a response's head, the common case), else copied to the end.
+    pub(crate) fn queue_written(&mut self, range: Range<usize>) {
+        self.queued += range.len();
+        let batch = self.batch_mut();
+        let own = batch.own_buf();
+        let from = if range.end == own.len() {
+            range.start
+        } else {
+            let at = own.len();
+            own.extend_from_within(range);
+            at
+        };
+        batch.push_own(from);
+    }
+
     /// Queues `bytes[range]`, keeping `bytes` alive until sent.
     pub(crate) fn queue_shared(&mut self, bytes: &Rc<[u8]>, range: Range<usize>) {
         self.queued += range.len();
