@@ -338,7 +338,7 @@ fn compose_file(
     let rep = file.rep;
     let from = out.len();
     let close = c.conn.closes();
-    // The bytes `first..=last` of the representation.
+    // The `len` bytes of the representation from `first`.
     let body = |segs: &mut Segments, first: u64, len: u64| {
         if file.on_disk {
             segs.push(Segment::File { offset: first, len });

@@ -20,7 +20,7 @@ use crate::http::negotiate::{self, Coding};
 use crate::http::response;
 
 /// The file served for a directory.
-pub(crate) const INDEX_FILE: &[u8] = b"index.html";
+const INDEX_FILE: &[u8] = b"index.html";
 /// Precompressed sidecars, in the order preferred when the client weighs them equally.
 const SIDECARS: [(Coding, &[u8]); 3] = [
     (Coding::Br, b".br"),
