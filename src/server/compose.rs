@@ -1427,6 +1427,52 @@ mod tests {
         }
     }
 
+    #[test]
+    fn random_range_fields_frame_their_bytes_from_memory_and_disk_alike() {
+        // A deterministic generator (xorshift) of Range fields of one to four specs, some
+        // out of bounds; the oracle is the range set evaluated on its own, framed by hand.
+        let fx = fixture(LEN);
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for _ in 0..300 {
+            let specs: Vec<String> = (0..1 + next(4))
+                .map(|_| match next(3) {
+                    0 => format!("-{}", next(1200)),
+                    1 => format!("{}-", next(1200)),
+                    _ => {
+                        let a = next(1200);
+                        format!("{a}-{}", a + next(300))
+                    }
+                })
+                .collect();
+            let field = format!("bytes={}", specs.join(","));
+            let m = get(&[&format!("Range: {field}")], Src::Mem);
+            let d = get(&[&format!("Range: {field}")], Src::Disk);
+            assert_eq!(m.text(), d.text(), "{field}");
+            match range::evaluate(field.as_bytes(), LEN) {
+                RangeOutcome::Full => {
+                    assert_eq!(m.code(), 200, "{field}");
+                    assert_eq!(m.body(), fx.content);
+                }
+                RangeOutcome::Unsatisfiable => assert_eq!(m.code(), 416, "{field}"),
+                RangeOutcome::Satisfiable(set) => {
+                    assert_eq!(m.code(), 206, "{field}");
+                    let want = match set.as_slice() {
+                        [(first, last)] => fx.content[*first as usize..=*last as usize].to_vec(),
+                        parts => multipart_oracle(parts, &fx.content),
+                    };
+                    assert_eq!(m.body(), want.as_slice(), "{field}");
+                    assert_eq!(m.content_length(), Some(want.len()), "{field}");
+                }
+            }
+        }
+    }
+
     // --- the segment list ---------------------------------------------------------------
 
     #[test]
