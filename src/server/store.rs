@@ -294,7 +294,15 @@ impl Store {
             fs::file::read_whole(&file, meta.len, limit).ok()
         };
         let len = body.as_ref().map_or(meta.len, |b| b.len() as u64);
-        let rep = self.representation(&content_type, name, len, meta.mtime, coding, varies);
+        let (cache_fields, fields) = self.policy_fields(&content_type, name, coding, varies);
+        let rep = Representation {
+            content_type: content_type.as_ref().into(),
+            len,
+            mtime: meta.mtime,
+            etag: etag(meta.mtime, len, coding),
+            cache_fields,
+            fields,
+        };
         let mut bytes = Vec::with_capacity(512 + body.as_ref().map_or(0, Vec::len));
         response::write_file_fields(&mut bytes, &rep.file_fields());
         let head_len = bytes.len();
@@ -330,16 +338,15 @@ impl Store {
         Ok(Loaded::File(cached))
     }
 
-    /// The fields of one representation: validators, and the policy's Cache-Control and Vary.
-    fn representation(
+    /// The policy's field lines for one representation: Cache-Control and Vary (sent with
+    /// 200, 206 and 304), and those with Content-Encoding (sent with 200 and 206).
+    fn policy_fields(
         &self,
         content_type: &str,
         name: &[u8],
-        len: u64,
-        mtime: i64,
         coding: Option<Coding>,
         varies: bool,
-    ) -> Representation {
+    ) -> (Box<[u8]>, Box<[u8]>) {
         let mut cache_fields = Vec::new();
         if let Some(cc) = self.cache_control(content_type, name) {
             cache_fields.extend_from_slice(b"Cache-Control: ");
@@ -355,14 +362,7 @@ impl Store {
             fields.extend_from_slice(coding.token().as_bytes());
             fields.extend_from_slice(b"\r\n");
         }
-        Representation {
-            content_type: content_type.into(),
-            len,
-            mtime,
-            etag: etag(mtime, len, coding),
-            cache_fields: cache_fields.into(),
-            fields: fields.into(),
-        }
+        (cache_fields.into(), fields.into())
     }
 
     /// HTML always revalidates; fingerprinted assets are immutable with `--immutable`;
@@ -514,7 +514,8 @@ fn parent(rel: &[u8]) -> &[u8] {
 }
 
 /// The quoted strong entity tag of a representation. Every ETag the store makes comes from
-/// here: nginx's `"mtime-size"` format, with the coding of a precompressed sidecar.
+/// here, called where a file is loaded (a file held in memory has its bytes at hand
+/// there): nginx's `"mtime-size"` format, with the coding of a precompressed sidecar.
 fn etag(mtime: i64, len: u64, coding: Option<Coding>) -> Box<[u8]> {
     let mut etag = Vec::with_capacity(32);
     response::write_etag(&mut etag, mtime, len, coding.map(Coding::token));
