@@ -3,8 +3,8 @@
 //! skipped, what is consumed is compacted away between receives, and the buffer grows
 //! towards the head limit only while a head does not fit.
 //!
-//! No I/O: the connection loop receives into [`RecvBuf::spare`] and parses
-//! [`RecvBuf::unparsed`].
+//! No I/O: the connection loop receives into the spare capacity of the buffer it takes
+//! ([`RecvBuf::take`]) and parses [`RecvBuf::unparsed`].
 
 /// First receive buffer; grows towards `--max-header-bytes` only for large heads.
 pub(crate) const INITIAL_RECV_BYTES: usize = 2048;
