@@ -39,7 +39,11 @@ pub async fn serve(guard: ConnGuard, sock: Socket) {
 async fn drive(mut conn: Conn, buf: Vec<u8>, resumed: bool) {
     match conn.run(buf, resumed).await {
         Ok(Exit::Done) => {}
-        Ok(Exit::Park(deadline)) => engine::spawn(park(conn.guard, conn.wire, deadline)),
+        Ok(Exit::Park(deadline)) => {
+            // Only the socket goes along: the batch, the timer and the buffers are freed.
+            let (sock, nodelay) = conn.wire.into_socket();
+            engine::spawn(park(conn.guard, sock, nodelay, deadline));
+        }
         Err(e) => log_error(&e),
     }
 }
@@ -47,9 +51,8 @@ async fn drive(mut conn: Conn, buf: Vec<u8>, resumed: bool) {
 /// An idle connection waits for its next request in a small task of its own (the task
 /// that served it, with its larger future, has ended), keeping only its socket and its
 /// place in the worker's count: readable with a request, a new task serves it again.
-async fn park(guard: ConnGuard, wire: Wire, deadline: Instant) {
+async fn park(guard: ConnGuard, sock: Socket, nodelay: bool, deadline: Instant) {
     let w = guard.worker().clone();
-    let (sock, nodelay) = (wire.sock, wire.nodelay);
     if let Some(buf) = parking::wait(&w.parking, w.stopping.get(), deadline, &sock).await {
         let conn = Conn::new(guard, sock, nodelay);
         engine::spawn(drive(conn, buf, true));

@@ -54,7 +54,7 @@ pub(crate) enum GiveUp {
 }
 
 pub(crate) struct Wire {
-    pub(crate) sock: Socket,
+    sock: Socket,
     /// Responses waiting to be sent; `None` only while a send is in flight.
     batch: Option<SendBatch>,
     /// Bytes queued in `batch` (own and shared) since it was last sent.
@@ -65,7 +65,7 @@ pub(crate) struct Wire {
     /// could only hold back a later answer behind an unacknowledged earlier one. The first
     /// send never waits for that, so a one-request connection skips the system call.
     sent_before: bool,
-    pub(crate) nodelay: bool,
+    nodelay: bool,
     /// `--send-timeout`: a send that makes no progress for this long ends the connection.
     send_timeout: Duration,
 }
@@ -82,6 +82,11 @@ impl Wire {
             nodelay,
             send_timeout,
         }
+    }
+
+    /// The socket, and whether TCP_NODELAY is set on it; the rest is freed.
+    pub(crate) fn into_socket(self) -> (Socket, bool) {
+        (self.sock, self.nodelay)
     }
 
     fn batch_mut(&mut self) -> &mut SendBatch {
