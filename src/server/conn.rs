@@ -226,7 +226,7 @@ impl Conn {
             Recv::TimedOut if hot_deadline >= deadline => return Ok(Idle::Closed),
             Recv::TimedOut => {}
         }
-        // Cold: park (the connection keeps only what [`Parked`] holds).
+        // Cold: park (the connection keeps only its socket).
         Ok(Idle::Park(deadline))
     }
 
