@@ -1,6 +1,7 @@
 //! Microbenchmarks of the pure request pipeline, with the requests browsers send:
 //! parse and admit the head, normalise the path, look it up in the file cache, and write
-//! the response prefix. The I/O around it is measured by `benches/vs-nginx.sh`.
+//! the response prefix; and the real compose step (`fserve::server::compose`) for a cached
+//! hit, a 304 and a range. The I/O around it is measured by `benches/vs-nginx.sh`.
 
 use std::hint::black_box;
 use std::rc::Rc;
@@ -9,6 +10,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fserve::fs::{Cache, path};
 use fserve::http::response::Common;
 use fserve::http::{Connection, HttpDate, Status, request, response};
+use fserve::server::compose::{self, Context, FileBody, Representation, Segments};
 
 /// A request head as Chrome sends it for a stylesheet.
 const CHROME: &[u8] = b"GET /assets/css/site.3f9a1c.css HTTP/1.1\r\n\
@@ -54,6 +56,7 @@ fn pipeline(c: &mut Criterion) {
                     date: &date,
                     conn: Connection::for_request(&req, false),
                     site: b"",
+                    vary_accept: false,
                 };
                 response::write_prefix(&mut out, Status::Ok, &c);
                 black_box((hit.value.len(), out.len()))
@@ -77,5 +80,70 @@ fn pipeline(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pipeline);
+/// The compose step for one 1 KiB file held in memory, as a warm connection runs it.
+fn compose_step(c: &mut Criterion) {
+    let rep = Representation {
+        content_type: "text/css".into(),
+        len: 1024,
+        mtime: 1_732_269_600,
+        etag: b"\"6740a1b2-400\"".as_slice().into(),
+        cache_fields: b"Cache-Control: public, max-age=31536000, immutable\r\n"
+            .as_slice()
+            .into(),
+        fields: b"Cache-Control: public, max-age=31536000, immutable\r\n"
+            .as_slice()
+            .into(),
+    };
+    let mut bytes = Vec::new();
+    response::write_file_fields(&mut bytes, &rep.file_fields());
+    let head_len = bytes.len();
+    bytes.extend_from_slice(&[b'x'; 1024]);
+    let reply = compose::Reply::File {
+        status: Status::Ok,
+        file: FileBody {
+            rep: &rep,
+            bytes: &bytes,
+            head_len,
+            on_disk: false,
+        },
+    };
+    let date = HttpDate::from_unix(1_795_000_000);
+    let boundary = || *b"0123456789abcdefghij";
+    let ctx = Context {
+        date: &date,
+        site: b"",
+        stopping: false,
+        cors: false,
+        vary_accept: false,
+        boundary: &boundary,
+    };
+    let mut out = Vec::with_capacity(4096);
+    let mut segs = Segments::new();
+    let cases: [(&str, &[u8]); 3] = [
+        ("hit", WRK),
+        (
+            "not_modified",
+            b"GET /1k.html HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"6740a1b2-400\"\r\n\r\n",
+        ),
+        (
+            "range",
+            b"GET /1k.html HTTP/1.1\r\nHost: a\r\nRange: bytes=100-199\r\n\r\n",
+        ),
+    ];
+    let mut group = c.benchmark_group("compose");
+    for (name, raw) in cases {
+        let req = request::parse(raw, 16 * 1024).unwrap().unwrap();
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                let done = compose::compose(black_box(&req), &reply, &ctx, &mut out, &mut segs);
+                black_box((done, segs.as_slice().len(), out.len()))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pipeline, compose_step);
 criterion_main!(benches);

@@ -20,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-ALL_TARGETS=(parse_request normalize_path range conditional http_date negotiate)
+ALL_TARGETS=(parse_request normalize_path range conditional http_date negotiate compose)
 SECONDS_PER_TARGET="${SECONDS_PER_TARGET:-60}"
 FUZZ_NICE="${FUZZ_NICE:-19}"
 if [ "$#" -gt 0 ]; then targets=("$@"); else targets=("${ALL_TARGETS[@]}"); fi
@@ -94,6 +94,10 @@ seed_all() {
     seed negotiate weights 'gz\nbr;q=1.0, gzip;q=0.8, *;q=0.1'
     seed negotiate identity 'bzgi\n*;q=0, identity;q=0.5'
     seed negotiate accept 'bzg\ntext/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8'
+    # compose: a selector byte (bit 0: the 404 page; bits 1-3: the file's length; bit 4:
+    # shutting down), then a request head.
+    seed compose browser "\\x0a$browser"
+    seed compose ranges '\x0aGET /a HTTP/1.1\r\nHost: a\r\nRange: bytes=0-1,5-,-3\r\nIf-Range: "6553f100-9"\r\n\r\n'
 }
 seed_all
 for t in "${ALL_TARGETS[@]}"; do

@@ -73,3 +73,8 @@ fn http_date() {
 fn negotiate() {
     replay("negotiate", checks::negotiate);
 }
+
+#[test]
+fn compose() {
+    replay("compose", checks::compose);
+}

@@ -599,3 +599,111 @@ pub fn negotiate(data: &[u8]) {
         );
     }
 }
+
+/// Lengths the first byte of a `compose` input picks with bits 1..=3.
+const COMPOSE_LENS: [u64; 8] = [0, 1, 2, 9, 100, 1000, 4096, 65_537];
+
+/// `compose`: a selector byte (bit 0: the 200 page or the 404 page; bits 1..=3: the file's
+/// length, see [`COMPOSE_LENS`]; bit 4: shutting down), then a request head. For an
+/// admitted head, the response composed over a body held in memory and over one held open
+/// must be the same bytes; every segment must lie within its source; the body after the
+/// blank line must be as long as Content-Length says (304 and HEAD send none).
+pub fn compose(data: &[u8]) {
+    use fserve::http::Status;
+    use fserve::http::response;
+    use fserve::server::compose::{self, Context, FileBody, Representation, Segment, Segments};
+
+    let Some((&selector, raw)) = data.split_first() else {
+        return;
+    };
+    let Ok(Some(req)) = request::parse(raw, 16 * 1024) else {
+        return;
+    };
+    let status = if selector & 1 == 0 {
+        Status::Ok
+    } else {
+        Status::NotFound
+    };
+    let len = COMPOSE_LENS[usize::from((selector >> 1) & 7)];
+    let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    let rep = Representation {
+        content_type: "text/plain".into(),
+        len,
+        mtime: 1_700_000_000,
+        etag: b"\"6553f100-9\"".as_slice().into(),
+        cache_fields: b"".as_slice().into(),
+        fields: b"".as_slice().into(),
+    };
+    let mut disk = Vec::new();
+    response::write_file_fields(&mut disk, &rep.file_fields());
+    let mut mem = disk.clone();
+    mem.extend_from_slice(&content);
+    let date = HttpDate::from_unix(1_800_000_000);
+    let boundary = || *b"0123456789abcdefghij";
+    let ctx = Context {
+        date: &date,
+        site: b"",
+        stopping: selector & 16 != 0,
+        cors: false,
+        vary_accept: false,
+        boundary: &boundary,
+    };
+    let mut sent = Vec::new();
+    let mut facts = Vec::new();
+    for (bytes, on_disk) in [(&mem, false), (&disk, true)] {
+        let reply = compose::Reply::File {
+            status,
+            file: FileBody {
+                rep: &rep,
+                bytes,
+                head_len: disk.len(),
+                on_disk,
+            },
+        };
+        let mut out = Vec::new();
+        let mut segs = Segments::new();
+        let done = compose::compose(&req, &reply, &ctx, &mut out, &mut segs);
+        assert!(segs.as_slice().len() <= compose::MAX_SEGMENTS);
+        let mut whole = Vec::new();
+        for seg in segs.as_slice() {
+            match seg.clone() {
+                Segment::Own(r) => whole.extend_from_slice(&out[r]),
+                Segment::Shared(r) => {
+                    assert!(
+                        !on_disk || r.end <= disk.len(),
+                        "shared bytes past the fields"
+                    );
+                    whole.extend_from_slice(&bytes[r]);
+                }
+                Segment::File { offset, len: n } => {
+                    assert!(on_disk, "a file segment for a body in memory");
+                    let end = offset.checked_add(n).expect("no overflow");
+                    assert!(end <= len, "file segment {offset}+{n} past {len}");
+                    whole.extend_from_slice(&content[offset as usize..end as usize]);
+                }
+            }
+        }
+        sent.push(whole);
+        facts.push(done);
+    }
+    assert_eq!(sent[0], sent[1], "memory and disk differ");
+    assert_eq!(facts[0], facts[1]);
+    let whole = &sent[0];
+    let blank = whole
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head ends with a blank line");
+    let (head, body) = (&whole[..blank + 4], &whole[blank + 4..]);
+    assert_eq!(facts[0].body_bytes, body.len() as u64);
+    let head = String::from_utf8_lossy(head);
+    let declared = head
+        .split("\r\n")
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .map(|v| v.parse::<usize>().expect("a decimal Content-Length"));
+    match (facts[0].status, req.method) {
+        (Status::NotModified, _) => assert!(declared.is_none() && body.is_empty()),
+        (_, Method::Head) => assert!(body.is_empty() && declared.is_some()),
+        _ => assert_eq!(declared, Some(body.len()), "{head}"),
+    }
+    assert_eq!(facts[0].close, head.contains("\r\nConnection: close\r\n"));
+}

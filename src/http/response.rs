@@ -45,6 +45,10 @@ pub struct Common<'a> {
     pub conn: Connection,
     /// Complete header field lines added to every response (`--header`, CORS).
     pub site: &'a [u8],
+    /// The response was chosen by the request's Accept field (a listing's HTML or JSON, the
+    /// SPA fallback): it says so with `Vary: Accept` (RFC 9110 §12.5.5), so a shared cache
+    /// does not hand one client's choice to another.
+    pub vary_accept: bool,
 }
 
 /// Writes the status line, `Server`, `Date`, where needed `Connection`, and the site's fields.
@@ -58,6 +62,9 @@ pub fn write_prefix(out: &mut Vec<u8>, status: Status, c: &Common<'_>) {
         Connection::Close => b"\r\nConnection: close\r\n",
     });
     out.extend_from_slice(c.site);
+    if c.vary_accept {
+        out.extend_from_slice(b"Vary: Accept\r\n");
+    }
 }
 
 /// What a file's response head says about it.
@@ -198,11 +205,25 @@ pub fn write_error(
     head_only: bool,
     extra: &[u8],
 ) {
+    write_error_with(out, status, c, head_only, |out| {
+        out.extend_from_slice(extra)
+    });
+}
+
+/// [`write_error`] with the extra field lines written by `fields` (so a 416's
+/// Content-Range needs no buffer of its own).
+pub fn write_error_with(
+    out: &mut Vec<u8>,
+    status: Status,
+    c: &Common<'_>,
+    head_only: bool,
+    fields: impl FnOnce(&mut Vec<u8>),
+) {
     write_prefix(out, status, c);
     if status == Status::MethodNotAllowed {
         out.extend_from_slice(ALLOW);
     }
-    out.extend_from_slice(extra);
+    fields(out);
     write_html_body(out, status, head_only, |_| {});
 }
 
@@ -365,6 +386,7 @@ mod tests {
             date: &DATE,
             conn,
             site: b"",
+            vary_accept: false,
         }
     }
 
@@ -385,6 +407,7 @@ mod tests {
                     date: &date(),
                     conn,
                     site,
+                    vary_accept: false,
                 },
             );
             assert_eq!(

@@ -15,65 +15,64 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::rc::Rc;
 
-use super::clock::Now;
-use super::respond::Reply;
-use super::worker::Worker;
-use crate::fs::{self, Meta, OpenError};
-use crate::http::{HttpDate, Request, Status};
+use crate::fs::{self, Meta, OpenError, Root};
+use crate::http::{HttpDate, Status};
 
 /// Memory the rendered listings of one worker may hold, in bytes.
-pub const LISTING_CACHE_BYTES: usize = 8 * 1024 * 1024;
+pub(crate) const LISTING_CACHE_BYTES: usize = 8 * 1024 * 1024;
 /// How often a cached listing's directory is looked at again, in milliseconds.
-pub const REVALIDATE_MS: u64 = 1_000;
+pub(crate) const REVALIDATE_MS: u64 = 1_000;
 /// How long a cached listing is served at most, in milliseconds, even if its directory is
 /// unchanged: the sizes and dates it shows change without the directory changing.
-pub const MAX_AGE_MS: u64 = 10_000;
+pub(crate) const MAX_AGE_MS: u64 = 10_000;
 /// What one cached listing weighs beyond its body and key, in bytes.
 const ENTRY_OVERHEAD: usize = 96;
 
-/// Renders the listing of the directory `rel` (relative to the root), from the worker's
-/// listing cache when it is current.
-pub fn render(w: &Worker, req: &Request<'_>, rel: &[u8]) -> Reply {
-    let json = wants_json(req.fields.accept);
+/// Renders the listing of the directory `rel` (relative to `root`) as the `accept` field
+/// asks, from `cache` when it is current at `now_ms` (monotonic milliseconds): its content
+/// type and body, or the error status to answer with.
+pub(crate) fn render(
+    root: &Root,
+    hidden: bool,
+    accept: Option<&[u8]>,
+    rel: &[u8],
+    cache: &ListingCache,
+    now_ms: u64,
+) -> Result<(&'static str, Rc<[u8]>), Status> {
+    let json = wants_json(accept);
     let content_type = if json {
         "application/json; charset=utf-8"
     } else {
         "text/html; charset=utf-8"
     };
-    let root = &w.shared.root;
-    let now = Now::read().mono_ms;
-    let cached = w.listings.lookup(rel, json, now, || root.stat(rel).ok());
-    let body = match cached {
-        Some(body) => body,
-        None => match render_fresh(w, rel, json) {
-            Ok((dir, body)) => {
-                let body: Rc<[u8]> = body.into();
-                w.listings.insert(rel, json, dir, Rc::clone(&body), now);
-                body
-            }
-            Err(OpenError::NotFound) => return Reply::Error(Status::NotFound),
-            Err(OpenError::Forbidden) => return Reply::Error(Status::Forbidden),
-            Err(OpenError::Io(e)) => {
-                eprintln!(
-                    "fserve: cannot list {}: {e}",
-                    String::from_utf8_lossy(rel).escape_debug()
-                );
-                return Reply::Error(Status::InternalServerError);
-            }
-        },
-    };
-    Reply::Generated {
-        content_type,
-        body: body.to_vec(),
+    if let Some(body) = cache.lookup(rel, json, now_ms, || root.stat(rel).ok()) {
+        return Ok((content_type, body));
+    }
+    match render_fresh(root, hidden, rel, json) {
+        Ok((dir, body)) => {
+            let body: Rc<[u8]> = body.into();
+            cache.insert(rel, json, dir, Rc::clone(&body), now_ms);
+            Ok((content_type, body))
+        }
+        Err(OpenError::NotFound) => Err(Status::NotFound),
+        Err(OpenError::Forbidden) => Err(Status::Forbidden),
+        Err(OpenError::Io(e)) => {
+            eprintln!("fserve: cannot list {}: {e}", rel.escape_ascii());
+            Err(Status::InternalServerError)
+        }
     }
 }
 
 /// Lists and renders `rel`; returns the directory's metadata as it was before the listing
 /// was read, so a change made while it was read shows at the next revalidation.
-fn render_fresh(w: &Worker, rel: &[u8], json: bool) -> Result<(Meta, Vec<u8>), OpenError> {
-    let root = &w.shared.root;
+fn render_fresh(
+    root: &Root,
+    hidden: bool,
+    rel: &[u8],
+    json: bool,
+) -> Result<(Meta, Vec<u8>), OpenError> {
     let dir = root.stat(rel)?;
-    let listing = root.list(rel, w.cfg().hidden)?;
+    let listing = root.list(rel, hidden)?;
     let body = if json {
         render_json(&listing.entries)
     } else {

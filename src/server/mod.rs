@@ -19,12 +19,16 @@
 //! server/ names only `crate::engine`, never an engine's own module.
 
 mod clock;
+pub mod compose;
 mod conn;
 #[cfg(test)]
 mod fault;
 mod listing;
 mod parking;
+mod recv_buf;
 mod respond;
+mod store;
+mod wire;
 mod worker;
 
 use std::fmt;

@@ -6,17 +6,19 @@
 //! deadline has passed (and all of them when shutdown begins). Ten thousand idle
 //! connections then cost ten thousand small tasks and a heap of 24-byte entries.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::rc::Rc;
-use std::task::Waker;
+use std::io;
+use std::net::Shutdown;
+use std::task::{Poll, Waker};
 
 use slab::Slab;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::worker::Worker;
+use super::recv_buf::INITIAL_RECV_BYTES;
+use crate::engine::Socket;
 
 /// Stale deadline entries (of connections that woke before it) are dropped once the heap
 /// holds more than this many entries beyond twice the parked connections.
@@ -155,22 +157,87 @@ impl Drop for Ticket<'_> {
     }
 }
 
+/// How a parked connection's wait ended.
+enum Woke {
+    Readable,
+    Failed,
+    /// Its keep-alive deadline passed, or shutdown began.
+    Expired,
+}
+
+/// Parks the idle connection on `sock` in `parking` until it is readable, its keep-alive
+/// `deadline` passes, or shutdown begins (`stopping`: it has). Returns the receive buffer
+/// with what woke it, for a new serving task; `None` when the connection is to close.
+pub(crate) async fn wait(
+    parking: &Parking,
+    stopping: bool,
+    deadline: Instant,
+    sock: &Socket,
+) -> Option<Vec<u8>> {
+    if stopping {
+        return None;
+    }
+    let ticket = parking.park(deadline);
+    let readable = sock.readable();
+    tokio::pin!(readable);
+    let woke = std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = readable.as_mut().poll(cx) {
+            return Poll::Ready(if r.is_ok() {
+                Woke::Readable
+            } else {
+                Woke::Failed
+            });
+        }
+        if ticket.expired(cx.waker()) {
+            Poll::Ready(Woke::Expired)
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    if let Woke::Expired = woke {
+        // End the pending readiness wait before the socket closes.
+        sock.shutdown(Shutdown::Read);
+        let _ = readable.await;
+    }
+    drop(ticket);
+    if !matches!(woke, Woke::Readable) {
+        return None;
+    }
+    // Read here what woke it: a client that left (the common end of an idle connection)
+    // is closed without a serving task, so thousands leaving at once cost no burst of
+    // tasks; a request goes to the new task already in its buffer.
+    let mut buf = Vec::with_capacity(INITIAL_RECV_BYTES);
+    match sock.try_recv(&mut buf) {
+        Ok(0) => None,
+        Ok(_) => Some(buf),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Some(buf)
+        }
+        Err(_) => None,
+    }
+}
+
 /// The worker's sweeper: sleeps until the earliest deadline, expires what is due, and
-/// expires everything when shutdown begins.
-pub async fn sweep(w: Rc<Worker>) {
-    let parking = &w.parking;
+/// expires everything when shutdown begins (`stopping` is set and `stop` notified).
+pub async fn sweep(parking: &Parking, stopping: &Cell<bool>, stop: &Notify) {
     loop {
-        if w.stopping.get() {
+        if stopping.get() {
             break;
         }
         match parking.expire_due(Instant::now()) {
             Some(next) => tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
-                _ = w.stop.notified() => break,
+                _ = stop.notified() => break,
             },
             None => tokio::select! {
                 _ = parking.added.notified() => {}
-                _ = w.stop.notified() => break,
+                _ = stop.notified() => break,
             },
         }
     }

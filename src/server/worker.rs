@@ -11,18 +11,18 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::clock::DateCache;
+use super::clock::{DateCache, Now};
 use super::conn;
 use super::parking::{self, Parking};
-use super::respond::CachedFile;
+use super::store::Store;
 use crate::config::Settings;
 use crate::engine::{self, Closer, Kind, Listener, Teardown};
-use crate::fs::{Cache, Root};
+use crate::fs::Root;
 
 /// Read-only state every worker shares.
 pub struct Shared {
     pub cfg: Settings,
-    pub root: Root,
+    pub root: Arc<Root>,
     pub engine: Kind,
     /// Field lines every response carries: `--header`s, and CORS with `--cors`.
     pub site_fields: Vec<u8>,
@@ -33,13 +33,15 @@ impl Shared {
         let site_fields = cfg.site_fields.clone();
         Shared {
             cfg,
-            root,
+            root: Arc::new(root),
             engine,
             site_fields,
         }
     }
 }
 
+/// How often a worker closes the held-open files that have gone idle.
+const HELD_OPEN_SWEEP: Duration = Duration::from_secs(5);
 /// Pause after accept fails for lack of file descriptors, before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// At most one log line per this interval about accept failures.
@@ -48,7 +50,8 @@ const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// A worker's own state: used by its thread alone.
 pub struct Worker {
     pub shared: Arc<Shared>,
-    pub cache: RefCell<Cache<CachedFile>>,
+    /// This worker's files: its cache, the root, the limits.
+    pub(crate) store: Store,
     pub date: DateCache,
     /// Set once shutdown begins; connections close instead of waiting for another request.
     pub stopping: Cell<bool>,
@@ -66,10 +69,6 @@ pub struct Worker {
     /// no file's author can predict one (http::range::boundary).
     boundary_keys: std::hash::RandomState,
     boundaries: Cell<u64>,
-    /// Scratch space for building paths.
-    pub scratch: RefCell<Vec<u8>>,
-    /// Rendered directory listings, revalidated like files.
-    pub listings: super::listing::ListingCache,
 }
 
 impl Worker {
@@ -138,7 +137,6 @@ pub fn run(
 ) {
     let kind = shared.engine;
     let max_conns = shared.cfg.max_conns_per_worker;
-    let cache_bytes = shared.cfg.cache_bytes_per_worker;
     let grace = shared.cfg.grace;
     let ready_err = ready.clone();
     let body = async move {
@@ -151,8 +149,8 @@ pub fn run(
         };
         let _ = ready.send(Ok(()));
         let w = Rc::new(Worker {
+            store: Store::new(shared.root.clone(), &shared.cfg),
             shared,
-            cache: RefCell::new(Cache::new(cache_bytes)),
             date: DateCache::new(),
             stopping: Cell::new(false),
             stop: Notify::new(),
@@ -163,8 +161,6 @@ pub fn run(
             conn_closed: Notify::new(),
             boundary_keys: std::hash::RandomState::new(),
             boundaries: Cell::new(0),
-            scratch: RefCell::new(Vec::new()),
-            listings: super::listing::ListingCache::default(),
         });
         {
             let w = w.clone();
@@ -178,7 +174,21 @@ pub fn run(
                 w.stop.notify_waiters();
             });
         }
-        engine::spawn(parking::sweep(w.clone()));
+        {
+            let w = w.clone();
+            engine::spawn(async move { parking::sweep(&w.parking, &w.stopping, &w.stop).await });
+        }
+        {
+            let w = w.clone();
+            engine::spawn(async move {
+                while !w.stopping.get() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(HELD_OPEN_SWEEP) => w.store.close_idle(Now::read()),
+                        _ = w.stop.notified() => break,
+                    }
+                }
+            });
+        }
         accept_loop(&w, &listener).await;
         listener.stop();
         drop(listener);

@@ -20,6 +20,7 @@ mod hostile;
 mod keepalive;
 mod lifecycle;
 mod paths;
+mod pipeline;
 mod pipelining;
 mod precompressed;
 mod ranges;

@@ -1,0 +1,626 @@
+//! The file store: one per worker, the only owner of its file cache, the served root, the
+//! cache limits and the scratch buffer. It loads files (small ones into memory with their
+//! 200 head pre-rendered, large ones held open), revalidates them, and finds and loads their
+//! precompressed sidecars. Entity tags are made in one place ([`etag`]).
+//!
+//! It never decides which path to serve for a request (that is the URL policy in
+//! respond.rs) and never writes a response (that is compose.rs).
+
+use std::cell::{Cell, RefCell};
+use std::fs::File;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+
+use super::clock::Now;
+use super::compose::{FileBody, Representation};
+use crate::config::Settings;
+use crate::fs::{self, Cache, Kind, Meta, OpenError, Root};
+use crate::http::Request;
+use crate::http::negotiate::{self, Coding};
+use crate::http::response;
+
+/// The file served for a directory.
+const INDEX_FILE: &[u8] = b"index.html";
+/// Precompressed sidecars, in the order preferred when the client weighs them equally.
+const SIDECARS: [(Coding, &[u8]); 3] = [
+    (Coding::Br, b".br"),
+    (Coding::Zstd, b".zst"),
+    (Coding::Gzip, b".gz"),
+];
+/// What an open large file weighs in the cache budget: it bounds the descriptors a worker
+/// keeps open (64 MiB of budget: at most 1,024).
+const OPEN_FILE_WEIGHT: usize = 64 * 1024;
+/// Most large files one worker holds open at once: their descriptors count against
+/// RLIMIT_NOFILE beside the connections'. Past it, the least recently used is closed
+/// (once no response is sending from it).
+pub(crate) const MAX_HELD_OPEN: usize = 256;
+/// A held-open file unused for this long is closed by [`Store::close_idle`].
+pub(crate) const HELD_OPEN_IDLE_MS: u64 = 30_000;
+/// Cache-Control for HTML: always revalidate, so a deploy shows at once.
+const HTML_CACHE_CONTROL: &str = "no-cache";
+/// Cache-Control for fingerprinted files with `--immutable`.
+const IMMUTABLE_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+
+/// A file in the cache: its 200 representation fields (Content-Type through the blank line)
+/// pre-rendered, followed, for a small file, by its bytes, so a plain hit is one shared
+/// slice; a large file is held open instead, so a hit costs no open or stat and its body
+/// goes by sendfile.
+pub struct CachedFile {
+    pub rep: Representation,
+    pub bytes: Rc<[u8]>,
+    pub head_len: usize,
+    /// For a large file, the open file its body is sent from (by offset, so one descriptor
+    /// serves any number of responses at once).
+    pub disk: Option<File>,
+    /// Set when a send found the file shorter than its entry says: the next lookup looks at
+    /// the file system at once instead of within the revalidation interval.
+    pub suspect: Cell<bool>,
+    /// For a file held open: when a request last used it (monotonic ms).
+    last_used: Cell<u64>,
+    meta: Meta,
+    /// The file's path relative to the root (for a directory, its index.html).
+    rel: Box<[u8]>,
+    /// Which sidecars exist (bit i: `SIDECARS[i]`), for an identity representation: it is
+    /// current only while that set is (it decides Vary and what a client gets).
+    sidecars: u8,
+    is_sidecar: bool,
+    /// The directory holding the file, when last looked at: while it is unchanged no
+    /// sidecar can have come or gone, so revalidation costs two stats, not five.
+    dir: Cell<Option<Meta>>,
+}
+
+impl CachedFile {
+    /// The body source, for the compose step.
+    pub fn body(&self) -> FileBody<'_> {
+        FileBody {
+            rep: &self.rep,
+            bytes: &self.bytes,
+            head_len: self.head_len,
+            on_disk: self.disk.is_some(),
+        }
+    }
+}
+
+/// What a path turned out to be.
+pub(crate) enum Loaded {
+    File(Rc<CachedFile>),
+    /// A directory named without its trailing slash.
+    Redirect,
+    /// A directory without index.html, with `--listing`.
+    Listing(Vec<u8>),
+}
+
+/// A held-open file's cache key, and the file while anything holds it.
+type Held = (Box<[u8]>, Weak<CachedFile>);
+
+/// A worker's files: the cache and everything needed to fill and check it.
+pub(crate) struct Store {
+    root: Arc<Root>,
+    cache: RefCell<Cache<CachedFile>>,
+    /// Scratch space for building paths: revalidating a cached file allocates nothing.
+    scratch: RefCell<Vec<u8>>,
+    /// `--cache-max-file`: larger files are held open, not read.
+    max_file_bytes: u64,
+    /// `--immutable` and `--cache-control`.
+    immutable: bool,
+    cache_control: Option<Box<str>>,
+    /// The large files loaded with a descriptor held open, by cache key (dead entries are
+    /// dropped as they are found).
+    held: RefCell<Vec<Held>>,
+    /// Rendered directory listings, revalidated like files.
+    listings: super::listing::ListingCache,
+}
+
+impl Store {
+    pub(crate) fn new(root: Arc<Root>, cfg: &Settings) -> Store {
+        Store {
+            root,
+            cache: RefCell::new(Cache::new(
+                usize::try_from(cfg.cache_bytes).unwrap_or(usize::MAX),
+            )),
+            scratch: RefCell::new(Vec::new()),
+            max_file_bytes: cfg.cache_max_file_bytes,
+            immutable: cfg.immutable,
+            cache_control: cfg.cache_control.as_deref().map(Into::into),
+            held: RefCell::new(Vec::new()),
+            listings: super::listing::ListingCache::default(),
+        }
+    }
+
+    /// The worker's rendered directory listings.
+    pub(crate) fn listings(&self) -> &super::listing::ListingCache {
+        &self.listings
+    }
+
+    pub(crate) fn root(&self) -> &Root {
+        &self.root
+    }
+
+    /// Opens `rel` beneath the root. Out of descriptors (EMFILE, ENFILE), it closes the
+    /// held-open files and tries once more, rather than answer 500 while it holds fds
+    /// that a request no longer needs.
+    fn open(&self, rel: &[u8]) -> Result<(File, Meta), OpenError> {
+        match self.root.open_file(rel) {
+            Err(OpenError::Io(e))
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) =>
+            {
+                self.release_held(|_| true);
+                self.root.open_file(rel)
+            }
+            r => r,
+        }
+    }
+
+    /// Records that the large file `file`, cached under `key`, holds a descriptor; past
+    /// [`MAX_HELD_OPEN`], the least recently used other one is let go.
+    fn hold(&self, key: &[u8], file: &Rc<CachedFile>) {
+        let victim = {
+            let mut held = self.held.borrow_mut();
+            held.retain(|(_, f)| f.strong_count() > 0);
+            let victim = if held.len() >= MAX_HELD_OPEN {
+                let oldest = held
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, (_, f))| f.upgrade().map_or(0, |f| f.last_used.get()))
+                    .map(|(i, _)| i);
+                oldest.map(|i| held.swap_remove(i))
+            } else {
+                None
+            };
+            held.push((key.into(), Rc::downgrade(file)));
+            victim
+        };
+        if let Some((key, file)) = victim {
+            self.forget(&key, &file);
+        }
+    }
+
+    /// Lets go of the held-open files for which `release` says so: out of the cache, so
+    /// each closes once the last response sending from it is done.
+    fn release_held(&self, release: impl Fn(&CachedFile) -> bool) {
+        let gone: Vec<_> = {
+            let mut held = self.held.borrow_mut();
+            let mut gone = Vec::new();
+            held.retain(|(key, f)| match f.upgrade() {
+                Some(file) if release(&file) => {
+                    gone.push((key.clone(), f.clone()));
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            });
+            gone
+        };
+        for (key, file) in gone {
+            self.forget(&key, &file);
+        }
+    }
+
+    /// Removes `key` from the cache if it still names `file`.
+    fn forget(&self, key: &[u8], file: &Weak<CachedFile>) {
+        let mut cache = self.cache.borrow_mut();
+        let same = cache
+            .get(key, 0)
+            .is_some_and(|hit| std::ptr::eq(Rc::as_ptr(hit.value), file.as_ptr()));
+        if same {
+            cache.remove(key);
+        }
+    }
+
+    /// Closes the held-open files no request has used for [`HELD_OPEN_IDLE_MS`]
+    /// (the worker calls this now and then), so descriptors do not outlive their use.
+    pub(crate) fn close_idle(&self, now: Now) {
+        self.release_held(|f| now.mono_ms.saturating_sub(f.last_used.get()) >= HELD_OPEN_IDLE_MS);
+    }
+
+    /// Large files held open now.
+    #[cfg(test)]
+    fn held_open(&self) -> usize {
+        self.held
+            .borrow()
+            .iter()
+            .filter(|(_, f)| f.strong_count() > 0)
+            .count()
+    }
+
+    /// The cached file or loaded representation for `key`: a cache hit (revalidated if
+    /// stale), else opened beneath the root. `listing`: a directory without index.html is
+    /// listed rather than a 404.
+    pub(crate) fn lookup(
+        &self,
+        key: &[u8],
+        trailing_slash: bool,
+        listing: bool,
+        now: Now,
+    ) -> Result<Loaded, OpenError> {
+        match self.cached(key, now) {
+            Some(hit) => Ok(Loaded::File(hit)),
+            None => self.load_identity(key, trailing_slash, listing, now),
+        }
+    }
+
+    /// Opens what the normalised path `key` names and caches it if small.
+    fn load_identity(
+        &self,
+        key: &[u8],
+        trailing_slash: bool,
+        listing: bool,
+        now: Now,
+    ) -> Result<Loaded, OpenError> {
+        let rel = fs::path::relative(key);
+        let (file, meta) = self.open(rel)?;
+        let (file, meta, rel) = match meta.kind {
+            Kind::Dir if !trailing_slash => return Ok(Loaded::Redirect),
+            Kind::Dir => {
+                let index = join(rel, INDEX_FILE);
+                match self.open(&index) {
+                    Ok((file, meta)) => (file, meta, index),
+                    Err(OpenError::NotFound) if listing => {
+                        return Ok(Loaded::Listing(rel.to_vec()));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            _ if trailing_slash => return Err(OpenError::NotFound),
+            _ => (file, meta, rel.to_vec()),
+        };
+        if meta.kind != Kind::File {
+            return Err(OpenError::NotFound);
+        }
+        let dir = self.root.stat(parent(&rel)).ok();
+        let sidecars = self.find_sidecars(&rel);
+        self.load(key, file, meta, &rel, None, (sidecars, dir), now)
+    }
+
+    /// Puts a regular file into the cache under `key`: read into memory if small, else held open.
+    #[allow(clippy::too_many_arguments)]
+    fn load(
+        &self,
+        key: &[u8],
+        file: File,
+        meta: Meta,
+        rel: &[u8],
+        coding: Option<Coding>,
+        (sidecars, dir): (u8, Option<Meta>),
+        now: Now,
+    ) -> Result<Loaded, OpenError> {
+        // A sidecar has the type of the file it encodes.
+        let typed = match coding {
+            Some(_) => &rel[..rel.iter().rposition(|&b| b == b'.').unwrap_or(rel.len())],
+            None => rel,
+        };
+        let name = typed.rsplit(|&b| b == b'/').next().unwrap_or(typed);
+        let content_type = fs::mime::content_type(name);
+        let limit = self.max_file_bytes;
+        let varies = sidecars != 0 || coding.is_some();
+        // The length sent is the length read: if the file changed since its stat, the next
+        // revalidation notices (its size or mtime differs) and reloads it. A file that grew past
+        // the cache limit while being read is held open instead.
+        let body = if meta.len > limit {
+            None
+        } else {
+            fs::file::read_whole(&file, meta.len, limit).ok()
+        };
+        let len = body.as_ref().map_or(meta.len, |b| b.len() as u64);
+        let (cache_fields, fields) = self.policy_fields(&content_type, name, coding, varies);
+        let rep = Representation {
+            content_type: content_type.as_ref().into(),
+            len,
+            mtime: meta.mtime,
+            etag: etag(meta.mtime, len, coding),
+            cache_fields,
+            fields,
+        };
+        let mut bytes = Vec::with_capacity(512 + body.as_ref().map_or(0, Vec::len));
+        response::write_file_fields(&mut bytes, &rep.file_fields());
+        let head_len = bytes.len();
+        let weight = match &body {
+            Some(body) => {
+                bytes.extend_from_slice(body);
+                bytes.len()
+            }
+            None => OPEN_FILE_WEIGHT,
+        };
+        let cached = Rc::new(CachedFile {
+            rep,
+            bytes: bytes.into(),
+            head_len,
+            disk: if body.is_none() { Some(file) } else { None },
+            meta,
+            rel: rel.into(),
+            sidecars,
+            is_sidecar: coding.is_some(),
+            dir: Cell::new(dir),
+            suspect: Cell::new(false),
+            last_used: Cell::new(now.mono_ms),
+        });
+        if cached.disk.is_some() {
+            self.hold(key, &cached);
+        }
+        self.cache.borrow_mut().insert(
+            key,
+            cached.clone(),
+            weight + cached.rel.len() + 256,
+            now.mono_ms,
+        );
+        Ok(Loaded::File(cached))
+    }
+
+    /// The policy's field lines for one representation: Cache-Control and Vary (sent with
+    /// 200, 206 and 304), and those with Content-Encoding (sent with 200 and 206).
+    fn policy_fields(
+        &self,
+        content_type: &str,
+        name: &[u8],
+        coding: Option<Coding>,
+        varies: bool,
+    ) -> (Box<[u8]>, Box<[u8]>) {
+        let mut cache_fields = Vec::new();
+        if let Some(cc) = self.cache_control(content_type, name) {
+            cache_fields.extend_from_slice(b"Cache-Control: ");
+            cache_fields.extend_from_slice(cc.as_bytes());
+            cache_fields.extend_from_slice(b"\r\n");
+        }
+        if varies {
+            cache_fields.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+        }
+        let mut fields = cache_fields.clone();
+        if let Some(coding) = coding {
+            fields.extend_from_slice(b"Content-Encoding: ");
+            fields.extend_from_slice(coding.token().as_bytes());
+            fields.extend_from_slice(b"\r\n");
+        }
+        (cache_fields.into(), fields.into())
+    }
+
+    /// HTML always revalidates; fingerprinted assets are immutable with `--immutable`;
+    /// everything else gets `--cache-control`, if set.
+    fn cache_control(&self, content_type: &str, name: &[u8]) -> Option<&str> {
+        if content_type.starts_with("text/html") {
+            Some(HTML_CACHE_CONTROL)
+        } else if self.immutable && fs::path::is_fingerprinted(name) {
+            Some(IMMUTABLE_CACHE_CONTROL)
+        } else {
+            self.cache_control.as_deref()
+        }
+    }
+
+    /// Which sidecars of `rel` exist, as a bit set over `SIDECARS`.
+    fn find_sidecars(&self, rel: &[u8]) -> u8 {
+        // A scratch buffer of the worker's: revalidating a cached file allocates nothing.
+        let mut path = self.scratch.borrow_mut();
+        let mut mask = 0;
+        for (i, (_, ext)) in SIDECARS.iter().enumerate() {
+            path.clear();
+            path.extend_from_slice(rel);
+            path.extend_from_slice(ext);
+            if matches!(self.root.stat(&path), Ok(m) if m.kind == Kind::File) {
+                mask |= 1 << i;
+            }
+        }
+        mask
+    }
+
+    /// The sidecar of the identity `file` (cached under `key`) that the client prefers, if
+    /// any: from the cache (key + NUL + coding), or loaded.
+    pub(crate) fn sidecar(
+        &self,
+        req: &Request<'_>,
+        key: &mut Vec<u8>,
+        file: &CachedFile,
+        now: Now,
+    ) -> Option<Rc<CachedFile>> {
+        if file.sidecars == 0 {
+            return None;
+        }
+        self.choose_sidecar(req, key, &file.rel, file.sidecars, now)
+    }
+
+    fn choose_sidecar(
+        &self,
+        req: &Request<'_>,
+        key: &mut Vec<u8>,
+        rel: &[u8],
+        mask: u8,
+        now: Now,
+    ) -> Option<Rc<CachedFile>> {
+        let coding = negotiated(req, mask)?;
+        let (i, (_, ext)) = SIDECARS
+            .iter()
+            .enumerate()
+            .find(|(_, (c, _))| *c == coding)?;
+        let identity_len = key.len();
+        key.push(0);
+        key.push(i as u8);
+        let found = match self.cached(key, now) {
+            Some(file) => Some(file),
+            None => {
+                let path = join_ext(rel, ext);
+                match self.open(&path) {
+                    Ok((file, meta)) if meta.kind == Kind::File => {
+                        match self.load(key, file, meta, &path, Some(coding), (0, None), now) {
+                            Ok(Loaded::File(file)) => Some(file),
+                            _ => None,
+                        }
+                    }
+                    // Gone since the identity was checked: serve the identity.
+                    _ => None,
+                }
+            }
+        };
+        key.truncate(identity_len);
+        found
+    }
+
+    /// A cache hit for `key`, revalidated if stale.
+    fn cached(&self, key: &[u8], now: Now) -> Option<Rc<CachedFile>> {
+        let cache = self.cache.borrow();
+        let hit = cache.get(key, now.mono_ms)?;
+        if !hit.stale && !hit.value.suspect.get() {
+            match &hit.value.disk {
+                None => return Some(hit.value.clone()),
+                // A large file is held open: one fstat shows a rewrite in place (the same
+                // inode with a new length or mtime) at once, so that a head with the old
+                // length, or the old ETag over new bytes, never goes out.
+                Some(disk) if matches!(Meta::of(disk), Ok(m) if m == hit.value.meta) => {
+                    hit.value.last_used.set(now.mono_ms);
+                    return Some(hit.value.clone());
+                }
+                Some(_) => {}
+            }
+        }
+        let value = hit.value.clone();
+        drop(cache);
+        let current = matches!(self.root.stat(&value.rel), Ok(meta) if meta == value.meta)
+            && (value.is_sidecar || self.sidecars_unchanged(&value));
+        if current {
+            value.suspect.set(false);
+            value.last_used.set(now.mono_ms);
+            self.cache.borrow().revalidated(key, now.mono_ms);
+            Some(value)
+        } else {
+            self.cache.borrow_mut().remove(key);
+            None
+        }
+    }
+
+    /// Whether the set of sidecars of an identity representation is what it was at load.
+    fn sidecars_unchanged(&self, file: &CachedFile) -> bool {
+        let dir = self.root.stat(parent(&file.rel)).ok();
+        if dir.is_some() && dir == file.dir.get() {
+            return true;
+        }
+        // Look again (after the directory's stat, so nothing slips between them).
+        let same = self.find_sidecars(&file.rel) == file.sidecars;
+        if same {
+            file.dir.set(dir);
+        }
+        same
+    }
+}
+
+fn negotiated(req: &Request<'_>, mask: u8) -> Option<Coding> {
+    let mut available = [Coding::Identity; 3];
+    let mut n = 0;
+    for (i, (coding, _)) in SIDECARS.iter().enumerate() {
+        if mask & (1 << i) != 0 {
+            available[n] = *coding;
+            n += 1;
+        }
+    }
+    match negotiate::choose(req.fields.accept_encoding, &available[..n]) {
+        Coding::Identity => None,
+        c => Some(c),
+    }
+}
+
+fn parent(rel: &[u8]) -> &[u8] {
+    match rel.iter().rposition(|&b| b == b'/') {
+        Some(i) => &rel[..i],
+        None => b".",
+    }
+}
+
+/// The quoted strong entity tag of a representation. Every ETag the store makes comes from
+/// here, called where a file is loaded (a file held in memory has its bytes at hand
+/// there): nginx's `"mtime-size"` format, with the coding of a precompressed sidecar.
+fn etag(mtime: i64, len: u64, coding: Option<Coding>) -> Box<[u8]> {
+    let mut etag = Vec::with_capacity(32);
+    response::write_etag(&mut etag, mtime, len, coding.map(Coding::token));
+    etag.into()
+}
+
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut path = Vec::with_capacity(dir.len() + 1 + name.len());
+    if dir != b"." {
+        path.extend_from_slice(dir);
+        path.push(b'/');
+    }
+    path.extend_from_slice(name);
+    path
+}
+
+fn join_ext(rel: &[u8], ext: &[u8]) -> Vec<u8> {
+    let mut path = Vec::with_capacity(rel.len() + ext.len());
+    path.extend_from_slice(rel);
+    path.extend_from_slice(ext);
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store over `n` files of 2 KiB, each held open (the memory limit is 1 KiB).
+    fn store_with(n: usize) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..n {
+            std::fs::write(dir.path().join(format!("f{i}")), vec![b'x'; 2048]).unwrap();
+        }
+        let mut cfg = Config::new(dir.path());
+        cfg.cache_max_file_bytes = 1024;
+        let root = Arc::new(Root::open(dir.path()).unwrap());
+        (dir, Store::new(root, &cfg))
+    }
+
+    fn at(ms: u64) -> Now {
+        Now {
+            unix_secs: 0,
+            mono_ms: ms,
+        }
+    }
+
+    fn load(store: &Store, i: usize, now: Now) -> Rc<CachedFile> {
+        match store.lookup(format!("/f{i}").as_bytes(), false, false, now) {
+            Ok(Loaded::File(f)) => f,
+            _ => panic!("f{i} did not load"),
+        }
+    }
+
+    #[test]
+    fn held_open_files_are_capped() {
+        let (_dir, store) = store_with(MAX_HELD_OPEN + 20);
+        for i in 0..MAX_HELD_OPEN + 20 {
+            let f = load(&store, i, at(i as u64));
+            assert!(f.disk.is_some(), "f{i} is held open");
+        }
+        assert_eq!(store.held_open(), MAX_HELD_OPEN);
+        // The most recent stay: a hit costs no open.
+        let last = MAX_HELD_OPEN + 19;
+        let again = load(&store, last, at(10_000));
+        assert!(Rc::ptr_eq(&again, &load(&store, last, at(10_001))));
+    }
+
+    #[test]
+    fn idle_held_open_files_are_closed() {
+        let (_dir, store) = store_with(3);
+        for i in 0..3 {
+            drop(load(&store, i, at(0)));
+        }
+        // One of them is used again later.
+        drop(load(&store, 2, at(HELD_OPEN_IDLE_MS / 2)));
+        store.close_idle(at(HELD_OPEN_IDLE_MS));
+        assert_eq!(store.held_open(), 1);
+        store.close_idle(at(HELD_OPEN_IDLE_MS * 2));
+        assert_eq!(store.held_open(), 0);
+    }
+
+    #[test]
+    fn a_file_being_sent_closes_when_its_response_is_done() {
+        let (_dir, store) = store_with(1);
+        let sending = load(&store, 0, at(0));
+        store.close_idle(at(HELD_OPEN_IDLE_MS));
+        // Out of the store, but the response still holds it open.
+        assert_eq!(store.held_open(), 0);
+        assert!(sending.disk.is_some());
+        let weak = Rc::downgrade(&sending);
+        drop(sending);
+        assert!(weak.upgrade().is_none(), "closed once the response is done");
+    }
+
+    #[test]
+    fn every_etag_has_the_nginx_form() {
+        assert_eq!(&*etag(0x5f5e_1000, 1234, None), b"\"5f5e1000-4d2\"");
+        assert_eq!(&*etag(0, 5, Some(Coding::Br)), b"\"0-5-br\"");
+    }
+}
