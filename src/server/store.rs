@@ -557,10 +557,11 @@ mod tests {
         for i in 0..n {
             std::fs::write(dir.path().join(format!("f{i}")), vec![b'x'; 2048]).unwrap();
         }
-        let mut cfg = Config::new(dir.path());
+        let mut cfg = crate::Config::new(dir.path());
         cfg.cache_max_file_bytes = 1024;
+        let settings = cfg.resolve(dir.path().to_path_buf()).unwrap();
         let root = Arc::new(Root::open(dir.path()).unwrap());
-        (dir, Store::new(root, &cfg))
+        (dir, Store::new(root, &settings))
     }
 
     fn at(ms: u64) -> Now {
