@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::fs::{self, Cache, Kind, Meta, OpenError, Root};
 use crate::http::Request;
 use crate::http::negotiate::{self, Coding};
-use crate::http::response;
+use crate::http::{etag, response};
 
 /// The file served for a directory.
 const INDEX_FILE: &[u8] = b"index.html";
@@ -307,7 +307,7 @@ impl Store {
             content_type: content_type.as_ref().into(),
             len,
             mtime: meta.mtime,
-            etag: etag(meta.mtime, len, coding),
+            etag: etag(meta.mtime, len, coding, body.as_deref()),
             cache_fields,
             fields,
         };
@@ -522,11 +522,18 @@ fn parent(rel: &[u8]) -> &[u8] {
 }
 
 /// The quoted strong entity tag of a representation. Every ETag the store makes comes from
-/// here, called where a file is loaded (a file held in memory has its bytes at hand
-/// there): nginx's `"mtime-size"` format, with the coding of a precompressed sidecar.
-fn etag(mtime: i64, len: u64, coding: Option<Coding>) -> Box<[u8]> {
+/// here, called where a file is loaded, with the coding of a precompressed sidecar:
+/// - held in memory (`body`: every byte has been read anyway): a hash of the content, so two
+///   releases with the same size and mtime (reproducible builds, mtime 0) never share a
+///   validator, and replicas serving the same bytes agree;
+/// - sent from disk: nginx's `"mtime-size"`, so validators survive a swap from nginx.
+fn etag(mtime: i64, len: u64, coding: Option<Coding>, body: Option<&[u8]>) -> Box<[u8]> {
     let mut etag = Vec::with_capacity(32);
-    response::write_etag(&mut etag, mtime, len, coding.map(Coding::token));
+    let coding = coding.map(Coding::token);
+    match body {
+        Some(body) => response::write_content_etag(&mut etag, etag::content_hash(body), coding),
+        None => response::write_etag(&mut etag, mtime, len, coding),
+    }
     etag.into()
 }
 
@@ -621,7 +628,12 @@ mod tests {
 
     #[test]
     fn every_etag_has_the_nginx_form() {
-        assert_eq!(&*etag(0x5f5e_1000, 1234, None), b"\"5f5e1000-4d2\"");
-        assert_eq!(&*etag(0, 5, Some(Coding::Br)), b"\"0-5-br\"");
+        assert_eq!(&*etag(0x5f5e_1000, 1234, None, None), b"\"5f5e1000-4d2\"");
+        assert_eq!(&*etag(0, 5, Some(Coding::Br), None), b"\"0-5-br\"");
+        // In memory: the content decides, not the size and mtime.
+        let a = etag(7, 5, None, Some(b"hello"));
+        assert_eq!(a, etag(9, 5, None, Some(b"hello")));
+        assert_ne!(a, etag(7, 5, None, Some(b"jello")));
+        assert!(etag(7, 5, Some(Coding::Gzip), Some(b"hello")).ends_with(b"-gzip\""));
     }
 }
