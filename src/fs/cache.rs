@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 /// How long a cached file is served without looking at the file system again: an edit is
 /// served within this.
-pub const REVALIDATE_AFTER_MS: u64 = 1000;
+pub(crate) const REVALIDATE_AFTER_MS: u64 = 1000;
 /// Bytes charged per entry on top of its own weight (key, map slot, bookkeeping).
 const ENTRY_OVERHEAD: usize = 128;
 

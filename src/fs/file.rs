@@ -231,10 +231,10 @@ fn openat2_beneath(
 
 /// Most entries a directory listing shows: the first by name. Bounds the work of one
 /// listing (a stat per entry shown) and the size of its page.
-pub const MAX_LISTED: usize = 5_000;
+pub(crate) const MAX_LISTED: usize = 5_000;
 /// Most names read from one directory for a listing: past this many, the listing shows the
 /// first [`MAX_LISTED`] of those read (in the directory's own order) and says it is partial.
-pub const MAX_SCANNED: usize = 100_000;
+pub(crate) const MAX_SCANNED: usize = 100_000;
 
 /// A directory entry, for a listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -319,7 +319,7 @@ impl Root {
 
 /// Reads all of `file` (at most `limit` bytes; more is an error: the file grew after its
 /// stat and will be looked at again).
-pub fn read_whole(mut file: &File, len_hint: u64, limit: u64) -> io::Result<Vec<u8>> {
+pub(crate) fn read_whole(mut file: &File, len_hint: u64, limit: u64) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(len_hint.min(limit) as usize);
     (&mut file).take(limit + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {

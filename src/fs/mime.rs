@@ -20,7 +20,7 @@ fn is_textual(mime: &str) -> bool {
 }
 
 /// The Content-Type for a file called `name` (its final path segment).
-pub fn content_type(name: &[u8]) -> Cow<'static, str> {
+pub(crate) fn content_type(name: &[u8]) -> Cow<'static, str> {
     const OCTETS: &str = "application/octet-stream";
     let ext = match name.iter().rposition(|&b| b == b'.') {
         Some(dot) if dot > 0 => &name[dot + 1..],

@@ -7,9 +7,9 @@
 
 #![forbid(unsafe_code)]
 
-pub mod cache;
-pub mod file;
-pub mod mime;
+pub(crate) mod cache;
+pub(crate) mod file;
+pub(crate) mod mime;
 pub mod path;
 
 pub use cache::Cache;

@@ -14,7 +14,7 @@ pub mod negotiate;
 pub mod range;
 pub mod request;
 pub mod response;
-pub mod status;
+pub(crate) mod status;
 
 pub use conditional::{Preconditions, Validators};
 pub use date::HttpDate;

@@ -8,7 +8,7 @@ use rustix::time::{ClockId, clock_gettime};
 use crate::http::HttpDate;
 
 #[derive(Clone, Copy, Debug)]
-pub struct Now {
+pub(super) struct Now {
     /// Wall-clock seconds since the Unix epoch, for Date.
     pub unix_secs: i64,
     /// Monotonic milliseconds, for cache revalidation.
@@ -16,7 +16,7 @@ pub struct Now {
 }
 
 impl Now {
-    pub fn read() -> Now {
+    pub(super) fn read() -> Now {
         let wall = clock_gettime(ClockId::RealtimeCoarse);
         let mono = clock_gettime(ClockId::MonotonicCoarse);
         Now {
@@ -27,18 +27,18 @@ impl Now {
 }
 
 /// The Date header's value, formatted again only when the second changes.
-pub struct DateCache {
+pub(super) struct DateCache {
     cached: Cell<(i64, HttpDate)>,
 }
 
 impl DateCache {
-    pub fn new() -> DateCache {
+    pub(super) fn new() -> DateCache {
         DateCache {
             cached: Cell::new((0, HttpDate::from_unix(0))),
         }
     }
 
-    pub fn get(&self, now: Now) -> HttpDate {
+    pub(super) fn get(&self, now: Now) -> HttpDate {
         let (secs, date) = self.cached.get();
         if secs == now.unix_secs {
             return date;

@@ -30,7 +30,7 @@ use crate::http::request::{self, Method, Request};
 /// readability alone.
 const HOT_IDLE: Duration = Duration::from_millis(250);
 
-pub async fn serve(guard: ConnGuard, sock: Socket) {
+pub(super) async fn serve(guard: ConnGuard, sock: Socket) {
     let conn = Conn::new(guard, sock, false);
     drive(conn, Vec::with_capacity(INITIAL_RECV_BYTES), false).await;
 }

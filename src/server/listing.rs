@@ -88,7 +88,7 @@ fn render_fresh(
 
 /// Rendered listings of one worker, by directory and variant (HTML or JSON), within
 /// [`LISTING_CACHE_BYTES`]; the least recently used go first.
-pub struct ListingCache {
+pub(super) struct ListingCache {
     entries: RefCell<HashMap<Key, Cached>>,
     bytes: Cell<usize>,
     budget: usize,
@@ -121,7 +121,7 @@ impl Default for ListingCache {
 }
 
 impl ListingCache {
-    pub fn new(budget: usize) -> ListingCache {
+    pub(super) fn new(budget: usize) -> ListingCache {
         ListingCache {
             entries: RefCell::new(HashMap::new()),
             bytes: Cell::new(0),
@@ -134,7 +134,7 @@ impl ListingCache {
     /// (monotonic milliseconds). `stat_dir` is called (at most once per [`REVALIDATE_MS`]
     /// per listing) to look at the directory; a listing whose directory changed or went,
     /// or older than [`MAX_AGE_MS`], is dropped with its other variant.
-    pub fn lookup(
+    pub(super) fn lookup(
         &self,
         rel: &[u8],
         json: bool,
@@ -171,7 +171,7 @@ impl ListingCache {
     /// Keeps `body`, the listing of `rel` rendered at `now_ms` from the directory `dir`,
     /// evicting the least recently used listings to stay within the budget. A listing
     /// larger than the whole budget is not kept.
-    pub fn insert(&self, rel: &[u8], json: bool, dir: Meta, body: Rc<[u8]>, now_ms: u64) {
+    pub(super) fn insert(&self, rel: &[u8], json: bool, dir: Meta, body: Rc<[u8]>, now_ms: u64) {
         let tick = self.ticks.get() + 1;
         self.ticks.set(tick);
         let cached = Cached {

@@ -25,7 +25,7 @@ use crate::engine::Socket;
 const STALE_SLACK: usize = 1024;
 
 #[derive(Default)]
-pub struct Parking {
+pub(super) struct Parking {
     inner: RefCell<Inner>,
     /// Woken when a deadline is added to an empty heap.
     added: Notify,
@@ -47,14 +47,14 @@ struct Slot {
 }
 
 /// A connection's place in [`Parking`]; leaving it (drop) frees the place.
-pub struct Ticket<'a> {
+pub(super) struct Ticket<'a> {
     parking: &'a Parking,
     key: u32,
 }
 
 impl Parking {
     /// Parks a connection until `deadline`.
-    pub fn park(&self, deadline: Instant) -> Ticket<'_> {
+    pub(super) fn park(&self, deadline: Instant) -> Ticket<'_> {
         let mut inner = self.inner.borrow_mut();
         let generation = inner.next_gen;
         inner.next_gen = generation.wrapping_add(1);
@@ -110,7 +110,7 @@ impl Parking {
     }
 
     /// Expires every parked connection (shutdown).
-    pub fn expire_all(&self) {
+    pub(super) fn expire_all(&self) {
         let wake: Vec<Waker> = {
             let mut inner = self.inner.borrow_mut();
             inner.deadlines.clear();
@@ -130,7 +130,7 @@ impl Parking {
 impl Ticket<'_> {
     /// Whether the deadline has passed (or shutdown began); if not, `waker` is woken when
     /// it does.
-    pub fn expired(&self, waker: &Waker) -> bool {
+    pub(super) fn expired(&self, waker: &Waker) -> bool {
         let mut inner = self.parking.inner.borrow_mut();
         let slot = &mut inner.slots[self.key as usize];
         if slot.expired {
@@ -225,7 +225,7 @@ pub(crate) async fn wait(
 
 /// The worker's sweeper: sleeps until the earliest deadline, expires what is due, and
 /// expires everything when shutdown begins (`stopping` is set and `stop` notified).
-pub async fn sweep(parking: &Parking, stopping: &Cell<bool>, stop: &Notify) {
+pub(super) async fn sweep(parking: &Parking, stopping: &Cell<bool>, stop: &Notify) {
     loop {
         if stopping.get() {
             break;

@@ -29,7 +29,7 @@ use crate::http::{Request, Status};
 /// The page served with 404 for missing paths, when the root has one.
 const NOT_FOUND_FILE: &[u8] = b"404.html";
 
-pub enum Reply {
+pub(super) enum Reply {
     /// A file, with `status` (200, or 404 for the 404 page).
     File {
         status: Status,
@@ -49,7 +49,7 @@ pub enum Reply {
 
 impl Reply {
     /// What the compose step reads of it.
-    pub fn view(&self) -> compose::Reply<'_> {
+    pub(super) fn view(&self) -> compose::Reply<'_> {
         match self {
             Reply::File { status, file } => compose::Reply::File {
                 status: *status,
@@ -67,7 +67,7 @@ impl Reply {
 
 /// Resolves the target of a GET or HEAD; the flag says whether the choice depended on the
 /// request's Accept field (so the response carries `Vary: Accept`). `key` is scratch space.
-pub fn resolve(
+pub(super) fn resolve(
     store: &Store,
     cfg: &Settings,
     req: &Request<'_>,
@@ -155,7 +155,13 @@ fn not_found(
 
 /// Serves the regular file at the normalised path `key` with `status`, if it exists and
 /// the dotfile policy lets it be served.
-fn serve_named(store: &Store, cfg: &Settings, key: &[u8], status: Status, now: Now) -> Option<Reply> {
+fn serve_named(
+    store: &Store,
+    cfg: &Settings,
+    key: &[u8],
+    status: Status,
+    now: Now,
+) -> Option<Reply> {
     if !cfg.hidden && fs::path::is_hidden(key) {
         return None;
     }

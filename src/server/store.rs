@@ -45,7 +45,7 @@ const IMMUTABLE_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 /// pre-rendered, followed, for a small file, by its bytes, so a plain hit is one shared
 /// slice; a large file is held open instead, so a hit costs no open or stat and its body
 /// goes by sendfile.
-pub struct CachedFile {
+pub(super) struct CachedFile {
     pub rep: Representation,
     pub bytes: Rc<[u8]>,
     pub head_len: usize,
@@ -71,7 +71,7 @@ pub struct CachedFile {
 
 impl CachedFile {
     /// The body source, for the compose step.
-    pub fn body(&self) -> FileBody<'_> {
+    pub(super) fn body(&self) -> FileBody<'_> {
         FileBody {
             rep: &self.rep,
             bytes: &self.bytes,

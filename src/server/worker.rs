@@ -20,7 +20,7 @@ use crate::engine::{self, Closer, Kind, Listener, Teardown};
 use crate::fs::Root;
 
 /// Read-only state every worker shares.
-pub struct Shared {
+pub(super) struct Shared {
     pub cfg: Settings,
     pub root: Arc<Root>,
     pub engine: Kind,
@@ -29,7 +29,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(cfg: Settings, root: Root, engine: Kind) -> Shared {
+    pub(super) fn new(cfg: Settings, root: Root, engine: Kind) -> Shared {
         let site_fields = cfg.site_fields.clone();
         Shared {
             cfg,
@@ -48,7 +48,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A worker's own state: used by its thread alone.
-pub struct Worker {
+pub(super) struct Worker {
     pub shared: Arc<Shared>,
     /// This worker's files: its cache, the root, the limits.
     pub(crate) store: Store,
@@ -72,12 +72,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn cfg(&self) -> &Settings {
+    pub(super) fn cfg(&self) -> &Settings {
         &self.shared.cfg
     }
 
     /// A fresh multipart boundary.
-    pub fn boundary(&self) -> [u8; crate::http::range::BOUNDARY_LEN] {
+    pub(super) fn boundary(&self) -> [u8; crate::http::range::BOUNDARY_LEN] {
         use std::hash::BuildHasher;
         let n = self.boundaries.get().wrapping_add(1);
         self.boundaries.set(n);
@@ -88,14 +88,14 @@ impl Worker {
 /// After the grace period, when the remaining connections' sockets have been shut down,
 /// how long the worker keeps driving its runtime for their tasks and ops to finish. Past
 /// it, an io_uring runtime is leaked rather than dropped with ops in flight.
-pub const TEARDOWN_DEADLINE: Duration = Duration::from_secs(2);
+pub(super) const TEARDOWN_DEADLINE: Duration = Duration::from_secs(2);
 /// How often the teardown looks at the count of ops in flight.
 const TEARDOWN_POLL: Duration = Duration::from_millis(5);
 /// How long a stopping accept loop waits for its pending accept to complete.
 const ACCEPT_STOP_WAIT: Duration = Duration::from_secs(1);
 
 /// Counts a connection for its whole life, and keeps its socket reachable for teardown.
-pub struct ConnGuard {
+pub(super) struct ConnGuard {
     w: Rc<Worker>,
     key: usize,
 }
@@ -128,7 +128,7 @@ fn worker_panicked() -> ! {
 
 /// The worker thread's body: build the runtime, report readiness, serve until told to stop,
 /// then drain and tear down (see [`teardown`]).
-pub fn run(
+pub(super) fn run(
     id: usize,
     shared: Arc<Shared>,
     listener: TcpListener,
@@ -320,7 +320,7 @@ async fn accept_loop(w: &Rc<Worker>, listener: &Listener) {
 }
 
 impl ConnGuard {
-    pub fn worker(&self) -> &Rc<Worker> {
+    pub(super) fn worker(&self) -> &Rc<Worker> {
         &self.w
     }
 }
