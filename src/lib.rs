@@ -16,6 +16,7 @@ pub mod fs;
 pub mod healthcheck;
 pub mod http;
 pub mod server;
+pub mod systemd;
 pub mod uring;
 
 pub use config::Config;

@@ -59,8 +59,10 @@ fn main() -> ExitCode {
         server.workers(),
         server.engine()
     );
+    fserve::systemd::ready();
     // Wait for the first signal, then drain; a second one exits at once.
     let _ = signals.forever().next();
+    fserve::systemd::stopping();
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
             eprintln!("fserve: second signal, exiting without waiting");
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
     if !server.shutdown() {
         eprintln!("fserve: some connections were still busy at the end of the grace period");
     }
+    fserve::systemd::hand_back_listeners();
     ExitCode::SUCCESS
 }
 

@@ -145,7 +145,13 @@ impl Server {
 
         let workers = cfg.workers();
         let defer_secs = u32::try_from(cfg.header_timeout.as_secs().max(1)).unwrap_or(u32::MAX);
-        let listeners = bind_listeners(SocketAddr::new(cfg.bind, cfg.port), workers, defer_secs)?;
+        // Sockets passed by systemd (socket activation) take the place of --bind/--port.
+        let listeners = match crate::systemd::passed_listeners(workers, defer_secs)
+            .map_err(StartError::Config)?
+        {
+            Some(passed) => passed,
+            None => bind_listeners(SocketAddr::new(cfg.bind, cfg.port), workers, defer_secs)?,
+        };
         let addr = listeners[0].local_addr().map_err(StartError::Worker)?;
 
         let shared = Arc::new(worker::Shared::new(cfg, root_fd, engine));
