@@ -125,7 +125,7 @@ fn extra_sections() -> Roff {
             "FSERVE_* settings read by fserve.service (Debian package)",
         ),
         (
-            "/lib/systemd/system/fserve.service, fserve.socket",
+            "/usr/lib/systemd/system/fserve.service, fserve.socket",
             "the hardened service and its socket (Debian package)",
         ),
     ] {
