@@ -84,17 +84,12 @@ pub fn passed_listeners(
     }
     *PASSED.lock().unwrap_or_else(|p| p.into_inner()) = kept;
     if count == 1 {
-        let shared = passed
-            .pop()
-            .unwrap_or_else(|| unreachable!("one socket was taken"));
-        for _ in 1..workers {
-            passed.push(
-                shared.try_clone().map_err(|e| {
-                    format!("cannot share the passed socket with every worker: {e}")
-                })?,
-            );
-        }
-        passed.push(shared);
+        // Every worker accepts from the same socket, each through its own fd.
+        let shared = (1..workers)
+            .map(|_| passed[0].try_clone())
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|e| format!("cannot share the passed socket with every worker: {e}"))?;
+        passed.extend(shared);
     }
     Ok(Some(passed))
 }
