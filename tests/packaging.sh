@@ -168,6 +168,14 @@ if ! MANPATH=$VROOT/usr/share/man systemd-analyze verify --root="$VROOT" \
     die "systemd-analyze verify fserve.service fserve.socket"
 fi
 log "systemd-analyze verify: fserve.service and fserve.socket pass, with nothing to say"
+# The hardening, as systemd scores it (0 = fully confined, 10 = unprotected).
+MAX_EXPOSURE=2.0
+systemd-analyze security --offline=yes --root="$VROOT" /etc/systemd/system/fserve.service >"$TMP/security.log" 2>&1 || true
+exposure=$(sed -n 's/.*Overall exposure level for fserve.service: \([0-9.]*\).*/\1/p' "$TMP/security.log")
+[ -n "$exposure" ] || die "systemd-analyze security gave no score: $(tail -n 5 "$TMP/security.log")"
+awk -v e="$exposure" -v m="$MAX_EXPOSURE" 'BEGIN { exit !(e <= m) }' ||
+    die "fserve.service's exposure is $exposure, over $MAX_EXPOSURE: $(grep '^✗' "$TMP/security.log")"
+log "systemd-analyze security: exposure $exposure (at most $MAX_EXPOSURE)"
 
 # ---- socket activation and notification ----------------------------------------------------
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
