@@ -66,6 +66,7 @@ fn main() -> ExitCode {
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
             eprintln!("fserve: second signal, exiting without waiting");
+            fserve::systemd::hand_back_listeners();
             std::process::exit(EXIT_INTERRUPTED);
         }
     });

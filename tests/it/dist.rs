@@ -160,9 +160,14 @@ struct Launched {
 }
 
 fn launch(count: usize, threads: usize, root: &Path) -> Launched {
+    launch_with(count, threads, &[], root)
+}
+
+fn launch_with(count: usize, threads: usize, args: &[&str], root: &Path) -> Launched {
     let mut child = fserve_cmd("python3")
         .args(["-c", LAUNCHER, &count.to_string(), BIN, "--io", engine()])
         .args(["-t", &threads.to_string(), "-p", "1"])
+        .args(args)
         .arg(root)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -224,6 +229,24 @@ fn one_passed_socket_per_worker() {
     assert_serves_on(l.ports[0]);
     assert_serves_on(l.ports[1]);
     assert_eq!(stop_and_report(l), "listening listening 0");
+}
+
+#[test]
+fn a_second_signal_during_the_drain_still_hands_the_socket_back() {
+    let root = site();
+    // Larger than any socket buffer: its response stays in flight while nobody reads it.
+    std::fs::write(root.path().join("big.bin"), vec![7u8; 64 << 20]).unwrap();
+    let l = launch_with(1, 1, &["--grace", "30s"], root.path());
+    assert_serves_on(l.ports[0]);
+    let mut stuck = TcpStream::connect(("127.0.0.1", l.ports[0])).unwrap();
+    write!(stuck, "GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut first = [0u8; 1];
+    stuck.set_read_timeout(Some(WAIT)).unwrap();
+    stuck.read_exact(&mut first).unwrap();
+    term(l.fserve_pid);
+    // The drain waits for big.bin; give it a moment to begin, then cut it short.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(stop_and_report(l), "listening 130");
 }
 
 #[test]
