@@ -248,9 +248,6 @@ done
 log "cargo deb: $DEB ($(stat -c %s "$DEB") bytes, $(since "$T") s), depends: $(dpkg-deb -f "$DEB" Depends)"
 
 # A clean Debian root: the base image tests/docker.sh makes (or pulls).
-if ! docker image inspect "$BASE" >/dev/null 2>&1; then
-    tests/docker.sh --base-image
-fi
 if ! engine_up; then
     command -v dockerd >/dev/null || die "no Docker engine answers and there is no dockerd to start"
     log "no Docker engine answers; starting dockerd"
@@ -258,6 +255,9 @@ if ! engine_up; then
     DOCKERD_PID=$!
     for _ in $(seq 1 60); do engine_up && break; sleep 1; done
     engine_up || die "dockerd did not answer within 60 s: $(tail -n 5 "$TMP/dockerd.log")"
+fi
+if ! docker image inspect "$BASE" >/dev/null 2>&1; then
+    tests/docker.sh --base-image
 fi
 docker image inspect "$BASE" >/dev/null 2>&1 || die "$BASE is missing (tests/docker.sh --base-image makes it)"
 cp "$DEB" "$TMP/fserve.deb"
