@@ -269,6 +269,7 @@ out=$(timeout 120 docker run --rm -v "$TMP/fserve.deb:/tmp/fserve.deb:ro" "$BASE
     fserve -V
     test -f /usr/share/man/man1/fserve.1.gz
     test -f /usr/lib/systemd/system/fserve.service
+    : >/tmp/fserve.log
     fserve -b 127.0.0.1 -p 8080 -t 1 /usr/share/fserve/public 2>/tmp/fserve.log &
     pid=$!
     for _ in $(seq 1 50); do grep -q "^fserve: serving" /tmp/fserve.log && break; sleep 0.1; done
@@ -280,7 +281,8 @@ out=$(timeout 120 docker run --rm -v "$TMP/fserve.deb:/tmp/fserve.deb:ro" "$BASE
     cmp <(sed "1,/^\r$/d" /tmp/answer) /usr/share/fserve/public/index.html && echo "body: the default site"
     kill -TERM $pid
     wait $pid && echo "exit: 0"
-    dpkg --purge fserve >/dev/null && echo "purged"
+    dpkg --purge fserve >/dev/null
+    test ! -e /usr/bin/fserve && test ! -e /etc/default/fserve && echo "purged"
 ' 2>&1) || die "the .deb in a clean Debian root: $out"
 printf '%s\n' "$out" | sed 's/^/    /' >&2
 for want in "$("$BIN" -V)" "HTTP/1.1 200 OK" "body: the default site" "exit: 0" "purged"; do
