@@ -7,6 +7,9 @@
 //! - Notification (sd_notify(3)): when `NOTIFY_SOCKET` is set, [`ready`] sends `READY=1`
 //!   once every worker accepts, and [`stopping`] sends `STOPPING=1` when draining begins.
 //!
+//! A passed socket is used as it comes, blocking or not: each engine sets what it needs on
+//! its listener, as for the sockets fserve binds itself.
+//!
 //! It never binds a socket of its own, never takes a socket it was not passed, and a failed
 //! notification never stops the server (it is one line on stderr). Adopting an inherited fd
 //! is done by the `listenfd` crate, so this module has no unsafe code.
