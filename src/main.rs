@@ -66,14 +66,12 @@ fn main() -> ExitCode {
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
             eprintln!("fserve: second signal, exiting without waiting");
-            fserve::systemd::hand_back_listeners();
             std::process::exit(EXIT_INTERRUPTED);
         }
     });
     if !server.shutdown() {
         eprintln!("fserve: some connections were still busy at the end of the grace period");
     }
-    fserve::systemd::hand_back_listeners();
     ExitCode::SUCCESS
 }
 

@@ -8,7 +8,10 @@
 //!   once every worker accepts, and [`stopping`] sends `STOPPING=1` when draining begins.
 //!
 //! A passed socket is used as it comes, blocking or not: each engine sets what it needs on
-//! its listener, as for the sockets fserve binds itself.
+//! its listener, as for the sockets fserve binds itself. Stopping shuts the listeners down
+//! (that is how the engines end a pending accept), and for a passed socket that ends the
+//! socket itself, whose port the kernel then releases: the socket unit must be restarted
+//! with the service (`PartOf=fserve.service` in deploy/fserve.socket).
 //!
 //! It never binds a socket of its own, never takes a socket it was not passed, and a failed
 //! notification never stops the server (it is one line on stderr). Adopting an inherited fd
@@ -20,17 +23,9 @@ use std::net::TcpListener;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
-use std::sync::Mutex;
 
 /// The first fd systemd passes (SD_LISTEN_FDS_START), for error messages.
 const FIRST_FD: usize = 3;
-/// Backlog asked for when a passed socket is handed back (the kernel caps it at
-/// `net.core.somaxconn`; systemd's own default, `Backlog=`, is that cap too).
-const HAND_BACK_BACKLOG: i32 = 4096;
-
-/// Copies of the passed sockets, kept to give them back to systemd at exit (see
-/// [`hand_back_listeners`]).
-static PASSED: Mutex<Vec<TcpListener>> = Mutex::new(Vec::new());
 
 /// The listeners systemd passed, one per worker (a single passed socket is shared by all
 /// workers), each with TCP_DEFER_ACCEPT like a socket fserve binds itself; `None` when no
@@ -78,14 +73,6 @@ pub fn passed_listeners(
         })?;
         passed.push(listener);
     }
-    let mut kept = Vec::with_capacity(count);
-    for l in &passed {
-        kept.push(
-            l.try_clone()
-                .map_err(|e| format!("cannot duplicate a passed socket: {e}"))?,
-        );
-    }
-    *PASSED.lock().unwrap_or_else(|p| p.into_inner()) = kept;
     if count == 1 {
         // Every worker accepts from the same socket, each through its own fd.
         let shared = (1..workers)
@@ -95,20 +82,6 @@ pub fn passed_listeners(
         passed.extend(shared);
     }
     Ok(Some(passed))
-}
-
-/// Makes the passed sockets listen again after the workers stopped: stopping a worker shuts
-/// its listening socket down, and a passed socket is systemd's too, which must go on
-/// queueing connections for the next start. Does nothing when no socket was passed.
-pub fn hand_back_listeners() {
-    let kept = std::mem::take(&mut *PASSED.lock().unwrap_or_else(|p| p.into_inner()));
-    for l in &kept {
-        if let Err(e) = rustix::net::listen(l, HAND_BACK_BACKLOG) {
-            eprintln!(
-                "fserve: cannot hand the passed socket back to systemd ({e}); restart fserve.socket"
-            );
-        }
-    }
 }
 
 /// Tells systemd that fserve serves (`READY=1`), when `NOTIFY_SOCKET` is set.
