@@ -111,7 +111,7 @@ fn extra_sections() -> Roff {
 
     r.control("SH", ["SYSTEMD"]);
     r.text([roman(
-        "With NOTIFY_SOCKET set (Type=notify), fserve sends READY=1 once every worker accepts and STOPPING=1 when it starts draining. With LISTEN_FDS (socket activation), it serves on the passed TCP sockets instead of binding --bind/--port: one socket shared by every worker, or one per worker. The sockets listen again when fserve exits, for its next start.",
+        "With NOTIFY_SOCKET set (Type=notify), fserve sends READY=1 once every worker accepts and STOPPING=1 when it starts draining. With LISTEN_FDS (socket activation), it serves on the passed TCP sockets instead of binding --bind/--port: one socket shared by every worker, or one per worker. Stopping fserve shuts the passed sockets down: the socket unit is restarted with the service.",
     )]);
 
     r.control("SH", ["FILES"]);
