@@ -15,7 +15,11 @@
 # - `cargo install --locked --path .` installs a binary that reports its version;
 # - `cargo deb` builds the package; it holds the binary, the man page, the completions, the
 #   default site, /etc/default/fserve and the units; `dpkg -i` installs it in a clean Debian
-#   root (the base image tests/docker.sh makes) where `fserve --version` and a request work.
+#   root (the base image tests/docker.sh makes) where `fserve --version` and a request work;
+# - under a real systemd (PID 1 in a container): fserve.socket serves port 80 through
+#   fserve.service as the fserve user with no capabilities, on io_uring through the unit's
+#   system-call filter; READY=1 reaches systemd; restart and stop work; the service alone
+#   serves 8080.
 # Every wait is bounded; everything started is stopped at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +39,7 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 TMP=$(mktemp -d /tmp/fserve-packaging.XXXXXX)
 PIDS=()
+CONTAINERS=()
 DOCKERD_PID=""
 
 cleanup() {
@@ -42,6 +47,9 @@ cleanup() {
     set +e
     for p in "${PIDS[@]}"; do
         kill "$p" 2>/dev/null
+    done
+    for c in "${CONTAINERS[@]}"; do
+        docker rm -f "$c" >/dev/null 2>&1
     done
     if [ -n "$DOCKERD_PID" ]; then
         kill "$DOCKERD_PID" 2>/dev/null
@@ -289,5 +297,57 @@ for want in "$("$BIN" -V)" "HTTP/1.1 200 OK" "body: the default site" "exit: 0" 
     printf '%s\n' "$out" | grep -qF -- "$want" || die "the .deb in a clean Debian root: no \"$want\""
 done
 log "dpkg -i in $BASE: fserve -V, GET / (200, the default site), SIGTERM (exit 0), purge ($(since "$T") s)"
+
+# ---- the package under a real systemd -----------------------------------------------------
+# systemd as PID 1 in a container ($BASE plus systemd from Debian, kept for reruns like the
+# base image): the unit's hardening, its system-call filter and socket activation are only
+# proven by running them. It needs CAP_SYS_ADMIN (for the unit's mount namespaces) and the
+# host's cgroups, not --privileged.
+SD_IMAGE=fserve-systemd:test
+T=$(now)
+if ! docker image inspect "$SD_IMAGE" >/dev/null 2>&1; then
+    log "building $SD_IMAGE: $BASE plus systemd and curl from Debian"
+    printf 'FROM %s\nRUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd systemd-sysv curl >/dev/null && apt-get clean && rm -rf /var/lib/apt/lists/*\nCMD ["/lib/systemd/systemd"]\n' "$BASE" |
+        DOCKER_BUILDKIT=0 timeout 600 docker build -q -t "$SD_IMAGE" - >"$TMP/sd-build.log" 2>&1 || {
+        tail -n 20 "$TMP/sd-build.log" >&2
+        die "building $SD_IMAGE failed"
+    }
+fi
+cid=$(docker run -d --cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+    -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
+    -v "$TMP/fserve.deb:/tmp/fserve.deb:ro" "$SD_IMAGE")
+CONTAINERS+=("$cid")
+state=""
+for _ in $(seq 1 100); do
+    state=$(docker exec "$cid" systemctl is-system-running 2>/dev/null || true)
+    case "$state" in running | degraded) break ;; esac
+    sleep 0.2
+done
+case "$state" in running | degraded) ;; *) die "systemd in the container did not come up within 20 s: ${state:-no answer}" ;; esac
+out=$(timeout 120 docker exec "$cid" bash -euc '
+    get() { curl -s --max-time 5 -o /tmp/body -w "%{http_code}" "$1" || true; }
+    dpkg -i /tmp/fserve.deb >/dev/null
+    systemctl enable --now fserve.socket 2>/dev/null
+    [ "$(get http://127.0.0.1/)" = 200 ] && cmp -s /tmp/body /usr/share/fserve/public/index.html &&
+        echo "socket: 200, the default site"
+    echo "status: $(systemctl show -p StatusText --value fserve.service)"
+    pid=$(systemctl show -p MainPID --value fserve.service)
+    echo "user: $(stat -c %U /proc/$pid)"
+    echo "caps: $(awk "/^CapEff:/ { print \$2 }" /proc/$pid/status)"
+    journalctl -u fserve -o cat | grep "^fserve: serving" | tail -n 1
+    systemctl restart fserve.service
+    [ "$(get http://127.0.0.1/)" = 200 ] && echo "restart: 200"
+    systemctl stop fserve.service fserve.socket
+    systemctl start fserve.service
+    [ "$(get http://127.0.0.1:8080/)" = 200 ] && echo "service alone: 200 on 8080"
+    systemctl stop fserve.service
+    echo "stop: $(systemctl show -p Result --value fserve.service)"
+' 2>&1) || die "the package under systemd: $out"
+printf '%s\n' "$out" | sed 's/^/    /' >&2
+for want in "socket: 200, the default site" "status: serving" "user: fserve" "caps: 0000000000000000" \
+    "at http://[::]:80/ (" "workers, io_uring)" "restart: 200" "service alone: 200 on 8080" "stop: success"; do
+    printf '%s\n' "$out" | grep -qF -- "$want" || die "the package under systemd: no \"$want\""
+done
+log "under systemd: fserve.socket serves port 80 as user fserve, no capabilities, io_uring through the filter; READY with its status; restart; the service alone on 8080; clean stop ($(since "$T") s)"
 
 log "ok ($(since "$T_START") s)"
