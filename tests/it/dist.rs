@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fserve");
@@ -145,8 +145,39 @@ print(os.waitstatus_to_exitcode(status), flush=True)
 struct Launched {
     child: Child,
     out: BufReader<ChildStdout>,
+    err: ChildStderr,
     ports: Vec<u16>,
     fserve_pid: u32,
+}
+
+/// A test that fails half-way leaves no fserve (or launcher) running.
+impl Drop for Launched {
+    fn drop(&mut self) {
+        // fserve may outlive a launcher already killed by a timeout: kill it while its pid
+        // is still fserve's.
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.fserve_pid));
+        if cmdline.is_ok_and(|c| c.starts_with(BIN.as_bytes())) {
+            if let Some(pid) = rustix::process::Pid::from_raw(self.fserve_pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A child process killed on drop if still running, for the same reason.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 fn launch(count: usize, threads: usize, root: &Path) -> Launched {
@@ -155,10 +186,11 @@ fn launch(count: usize, threads: usize, root: &Path) -> Launched {
         .args(["-t", &threads.to_string(), "-p", "1"])
         .arg(root)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("python3 must be installed to pass fserve a listening socket");
     let mut out = BufReader::new(child.stdout.take().unwrap());
+    let err = child.stderr.take().unwrap();
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     let ports: Vec<u16> = line
@@ -175,6 +207,7 @@ fn launch(count: usize, threads: usize, root: &Path) -> Launched {
     Launched {
         child,
         out,
+        err,
         ports,
         fserve_pid,
     }
@@ -198,7 +231,8 @@ fn stop_and_report(mut l: Launched) -> String {
 #[test]
 fn one_passed_socket_is_shared_by_every_worker() {
     let root = site();
-    // `-p 1`: a port fserve could not bind; the passed socket takes its place.
+    // `-p 1`: the passed socket takes its place (had fserve bound port 1 instead, the
+    // requests to the passed socket would go unanswered).
     let l = launch(1, 2, root.path());
     for _ in 0..8 {
         assert_serves_on(l.ports[0]);
@@ -218,30 +252,14 @@ fn one_passed_socket_per_worker() {
 #[test]
 fn passed_sockets_that_match_no_worker_count_are_one_line_and_exit_2() {
     let root = site();
-    let mut child = fserve_cmd("python3")
-        .args(["-c", LAUNCHER, "2", BIN, "--io", engine(), "-t", "3"])
-        .arg(root.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_within(&mut child, WAIT);
+    let mut l = launch(2, 3, root.path());
+    let status = wait_within(&mut l.child, WAIT);
     assert!(status.success(), "launcher: {status:?}");
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
+    let mut code = String::new();
+    l.out.read_line(&mut code).unwrap();
+    assert_eq!(code, "2\n", "fserve's exit code");
     let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(stdout.ends_with("\n2\n"), "exit code: {stdout:?}");
+    l.err.read_to_string(&mut stderr).unwrap();
     assert_eq!(
         stderr,
         "fserve: systemd passed 2 sockets to 3 workers; pass one socket (all workers share it) or one per worker (--threads 2)\n"
@@ -255,15 +273,17 @@ fn notify_socket_gets_ready_once_serving_then_stopping_on_sigterm() {
     let path = tmp.path().join("notify");
     let notify = UnixDatagram::bind(&path).unwrap();
     notify.set_read_timeout(Some(WAIT)).unwrap();
-    let mut child = fserve_cmd(BIN)
-        .args(["-b", "127.0.0.1", "-p", "0", "-t", "2", "--io", engine()])
-        .arg(root.path())
-        .env("NOTIFY_SOCKET", &path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut child = Reaped(
+        fserve_cmd(BIN)
+            .args(["-b", "127.0.0.1", "-p", "0", "-t", "2", "--io", engine()])
+            .arg(root.path())
+            .env("NOTIFY_SOCKET", &path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
     let mut buf = [0u8; 256];
     let n = notify.recv(&mut buf).expect("READY=1 within 10 s");
     assert_eq!(&buf[..n], b"READY=1\nSTATUS=serving");
@@ -276,8 +296,8 @@ fn notify_socket_gets_ready_once_serving_then_stopping_on_sigterm() {
         .and_then(|(p, _)| p.parse::<u16>().ok())
         .unwrap_or_else(|| panic!("no port in {line:?}"));
     assert_serves(SocketAddr::from(([127, 0, 0, 1], port)));
-    term(child.id());
+    term(child.0.id());
     let n = notify.recv(&mut buf).expect("STOPPING=1 within 10 s");
     assert_eq!(&buf[..n], b"STOPPING=1\nSTATUS=draining");
-    assert!(wait_within(&mut child, WAIT).success());
+    assert!(wait_within(&mut child.0, WAIT).success());
 }
