@@ -5,6 +5,14 @@
 #
 # Works with the classic builder (DOCKER_BUILDKIT=0) as well as BuildKit: no --mount, no
 # heredocs. tests/docker.sh builds and checks this image.
+#
+# Build arguments (all optional) fill the OCI labels and `fserve --version`:
+#   docker build -t fserve \
+#     --build-arg VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)" \
+#     --build-arg REVISION="$(git rev-parse --short HEAD)" \
+#     --build-arg SOURCE="$(git remote get-url origin)" .
+# VERSION: the crate's version; REVISION: the git commit (the build context has no .git);
+# SOURCE: where the source lives. Another architecture: see README's Docker section.
 
 # ---- build: a statically linked fserve ------------------------------------------------------
 FROM rust:1-slim-bookworm AS build
@@ -17,23 +25,29 @@ ENV RUSTFLAGS="-C target-feature=+crt-static" \
     CARGO_PROFILE_RELEASE_STRIP=debuginfo \
     CARGO_TERM_COLOR=never
 ARG TARGET=x86_64-unknown-linux-gnu
+ARG REVISION=""
 WORKDIR /src
 
 # Dependencies first, against placeholder sources, so that editing src/ reuses this layer.
 # (benches/pipeline.rs only has to exist: Cargo.toml names it.)
+# (xtask/, a workspace member, only has to exist too: it is not built here.)
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches \
+COPY xtask/Cargo.toml ./xtask/
+RUN mkdir -p src benches xtask/src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
  && echo 'fn main() {}' > benches/pipeline.rs \
+ && echo 'fn main() {}' > xtask/src/main.rs \
  && cargo build --release --locked --target "$TARGET" \
  && rm -rf src
 
+COPY build.rs ./
 COPY src ./src
 # COPY keeps the files' own mtimes, which may be older than the placeholder build's outputs:
-# touch the crate roots so cargo rebuilds fserve itself.
+# touch the crate roots so cargo rebuilds fserve itself. build.rs reads the commit from
+# FSERVE_GIT_COMMIT, since there is no .git here.
 RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked --target "$TARGET" \
+ && FSERVE_GIT_COMMIT="$REVISION" cargo build --release --locked --target "$TARGET" \
  && mkdir -p /out/etc \
  && cp "target/$TARGET/release/fserve" /out/fserve \
  && if readelf -d /out/fserve | grep -q '(NEEDED)'; then echo "fserve is not static:"; ldd /out/fserve; exit 1; fi \
@@ -48,9 +62,15 @@ RUN chmod -R u=rwX,go=rX /out/public
 # ---- runtime: nothing but the binary, the site and a user ----------------------------------
 FROM scratch
 
+ARG VERSION=""
+ARG REVISION=""
+ARG SOURCE=""
 LABEL org.opencontainers.image.title="fserve" \
       org.opencontainers.image.description="A static file server for Linux: HTTP/1.1, one io_uring ring per core" \
-      org.opencontainers.image.licenses="MIT OR Apache-2.0"
+      org.opencontainers.image.licenses="MIT OR Apache-2.0" \
+      org.opencontainers.image.version="$VERSION" \
+      org.opencontainers.image.revision="$REVISION" \
+      org.opencontainers.image.source="$SOURCE"
 
 COPY --from=build /out/etc/passwd /out/etc/group /etc/
 COPY --from=build /out/fserve /fserve

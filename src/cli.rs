@@ -70,7 +70,9 @@ fn size(s: &str) -> Result<Size, String> {
 
 /// A static file server for Linux: HTTP/1.1, one io_uring ring per CPU core.
 #[derive(Parser, Debug)]
-#[command(name = "fserve", version, about, long_about = None)]
+#[command(name = "fserve", about, long_about = None)]
+#[command(version = env!("FSERVE_VERSION"))]
+#[command(long_version = include_str!(concat!(env!("OUT_DIR"), "/long-version.txt")))]
 #[command(args_conflicts_with_subcommands = true)]
 #[command(
     after_help = "`fserve healthcheck [URL]` checks a running server (for container health checks). \

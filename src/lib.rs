@@ -20,6 +20,7 @@ pub mod fs;
 pub mod healthcheck;
 pub mod http;
 pub mod server;
+pub mod systemd;
 
 pub use config::Config;
 pub use server::{Server, StartError};

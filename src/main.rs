@@ -68,8 +68,10 @@ fn main() -> ExitCode {
             fserve::config::FILES_PER_WORKER
         );
     }
+    fserve::systemd::ready();
     // Wait for the first signal, then drain; a second one exits at once.
     let _ = signals.forever().next();
+    fserve::systemd::stopping();
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
             eprintln!("fserve: second signal, exiting without waiting");

@@ -18,6 +18,8 @@
 # Every wait is bounded. Containers and the fserve:test image are removed at exit
 # (FSERVE_DOCKER_KEEP=1 keeps the image and the build cache for faster reruns).
 #
+# With --base-image it only makes sure rust:1-slim-bookworm exists, and stops there.
+#
 # Environment: FSERVE_DOCKER_IMAGE (default fserve:test), DEBIAN_MIRROR (for debootstrap,
 # default http://deb.debian.org/debian), FSERVE_DOCKER_KEEP.
 set -euo pipefail
@@ -196,12 +198,21 @@ if ! docker image inspect "$BASE" >/dev/null 2>&1; then
 fi
 BASE_SECONDS=$(since "$T_BASE")
 log "base image $BASE: $BASE_HOW (${BASE_SECONDS} s)"
+# `tests/docker.sh --base-image`: only make sure the base image exists (tests/packaging.sh
+# installs the Debian package in it), then stop.
+[ "${1:-}" = --base-image ] && exit 0
 
 # ---- build ---------------------------------------------------------------------------------
 log "docker build -t $IMAGE (classic builder; the release build takes minutes)"
 T_BUILD=$(now)
 IMAGE_BUILT=1
-if ! docker build --force-rm --label fserve.test=1 -t "$IMAGE" "$ROOT" 2>&1 | tee "$TMP/build.log" | grep --line-buffered '^Step ' >&2; then
+# The OCI labels' dynamic values, as the Dockerfile's header says to pass them.
+VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n 1)
+REVISION=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || true)
+SOURCE=$(git -C "$ROOT" remote get-url origin 2>/dev/null || true)
+if ! docker build --force-rm --label fserve.test=1 -t "$IMAGE" \
+    --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION" --build-arg SOURCE="$SOURCE" \
+    "$ROOT" 2>&1 | tee "$TMP/build.log" | grep --line-buffered '^Step ' >&2; then
     tail -n 40 "$TMP/build.log" >&2
     die "docker build failed"
 fi
@@ -214,6 +225,20 @@ log "image size: $SIZE bytes ($SIZE_MB MB)"
 
 [ "$(docker image inspect --format '{{.Config.User}}' "$IMAGE")" = "10001:10001" ] ||
     die "the image's user is not 10001:10001"
+label() { docker image inspect --format "{{index .Config.Labels \"org.opencontainers.image.$1\"}}" "$IMAGE"; }
+[ "$(label version)" = "$VERSION" ] || die "label version is \"$(label version)\", not $VERSION"
+[ "$(label revision)" = "$REVISION" ] || die "label revision is \"$(label revision)\", not $REVISION"
+[ "$(label source)" = "$SOURCE" ] || die "label source is \"$(label source)\", not \"$SOURCE\""
+[ "$(label licenses)" = "MIT OR Apache-2.0" ] || die "label licenses is \"$(label licenses)\""
+[ -n "$(label title)" ] && [ -n "$(label description)" ] || die "label title or description is empty"
+VERSION_LINE=$(docker run --rm "$IMAGE" -V)
+want="fserve $VERSION (engines:"
+[ -z "$REVISION" ] || want="fserve $VERSION (commit $REVISION;"
+case "$VERSION_LINE" in
+"$want"*) ;;
+*) die "fserve -V in the image says \"$VERSION_LINE\", not version $VERSION, commit $REVISION" ;;
+esac
+log "OCI labels: version $VERSION, revision ${REVISION:-none}, source ${SOURCE:-none}; $VERSION_LINE"
 
 # The binary, out of the image: static?
 cid=$(docker create "$IMAGE")

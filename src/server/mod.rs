@@ -63,12 +63,15 @@ pub enum StartError {
     Bind { addr: SocketAddr, err: io::Error },
     Uring(ProbeError),
     Worker(io::Error),
+    /// Sockets passed by systemd (LISTEN_FDS) that fserve cannot use.
+    Activation(String),
 }
 
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartError::Config(e) => e.fmt(f),
+            StartError::Activation(msg) => f.write_str(msg),
             StartError::Root { path, err } => match err.kind() {
                 io::ErrorKind::NotFound => write!(
                     f,
@@ -150,11 +153,17 @@ impl Server {
         let (engine, fallback) = engine::select(settings.io).map_err(StartError::Uring)?;
 
         let workers = settings.workers();
-        let listeners = bind_listeners(
-            SocketAddr::new(settings.bind, settings.port),
-            workers,
-            settings.defer_accept_secs,
-        )?;
+        // Sockets passed by systemd (socket activation) take the place of --bind/--port.
+        let listeners = match crate::systemd::passed_listeners(workers, settings.defer_accept_secs)
+            .map_err(StartError::Activation)?
+        {
+            Some(passed) => passed,
+            None => bind_listeners(
+                SocketAddr::new(settings.bind, settings.port),
+                workers,
+                settings.defer_accept_secs,
+            )?,
+        };
         let addr = listeners[0].local_addr().map_err(StartError::Worker)?;
 
         let open_files_needed = settings.open_files_needed;

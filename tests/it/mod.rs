@@ -10,6 +10,7 @@ mod cli;
 mod conditional;
 mod content_types;
 mod directories;
+mod dist;
 mod dotfiles;
 mod drain;
 mod engines;
