@@ -159,10 +159,19 @@ impl Listener {
         }
     }
 
-    pub(crate) fn stop(&self) {
+    /// Ends a pending [`Listener::accept`] without touching the socket (a socket passed by
+    /// systemd must stay bound and listening for the next instance; one of ours stops
+    /// listening when it is dropped). Returns whether the pending accept will complete and
+    /// must be awaited: an io_uring ACCEPT is cancelled and completes (perhaps with a
+    /// connection that raced the cancel); an epoll accept is a readiness wait that is simply
+    /// dropped.
+    pub(crate) async fn cancel_accept(&self) -> bool {
         match self {
-            Listener::Uring(l) => l.stop(),
-            Listener::Epoll(l) => l.stop(),
+            Listener::Uring(l) => {
+                l.cancel_accept().await;
+                true
+            }
+            Listener::Epoll(_) => false,
         }
     }
 }

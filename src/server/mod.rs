@@ -58,9 +58,15 @@ const JOIN_SLACK: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub enum StartError {
     Config(ConfigError),
-    Root { path: PathBuf, err: io::Error },
+    Root {
+        path: PathBuf,
+        err: io::Error,
+    },
     NotADirectory(PathBuf),
-    Bind { addr: SocketAddr, err: io::Error },
+    Bind {
+        addr: SocketAddr,
+        err: io::Error,
+    },
     Uring(ProbeError),
     Worker(io::Error),
     /// Sockets passed by systemd (LISTEN_FDS) that fserve cannot use.

@@ -190,7 +190,8 @@ pub(super) fn run(
             });
         }
         accept_loop(&w, &listener).await;
-        listener.stop();
+        // Closing our descriptor stops listening (a socket systemd passed stays bound in its
+        // hands, so a restart refuses no connection).
         drop(listener);
         teardown(id, &w, grace).await
     };
@@ -269,11 +270,12 @@ async fn accept_loop(w: &Rc<Worker>, listener: &Listener) {
         let accepted = tokio::select! {
             r = &mut accept => r,
             _ = w.stop.notified() => {
-                // Stop listening so that the pending accept completes, and wait for it: a
-                // dropped accept would stay in flight, and a connection it took would leak.
-                listener.stop();
-                if let Ok(Ok(sock)) = tokio::time::timeout(ACCEPT_STOP_WAIT, accept).await {
-                    sock.shutdown(std::net::Shutdown::Both);
+                // Cancel the pending accept and wait for it: a dropped accept would stay in
+                // flight, and a connection it took would leak.
+                if listener.cancel_accept().await {
+                    if let Ok(Ok(sock)) = tokio::time::timeout(ACCEPT_STOP_WAIT, accept).await {
+                        sock.shutdown(std::net::Shutdown::Both);
+                    }
                 }
                 return;
             }

@@ -113,8 +113,9 @@ fn version_names_the_version_the_commit_and_the_engines() {
 
 /// Binds `count` listening sockets on 127.0.0.1 (port 0), prints their ports on one line,
 /// then forks: the child moves them to fds 3.., sets LISTEN_FDS/LISTEN_PID and execs fserve
-/// (as systemd does); the parent prints the child's pid, waits for it and prints its exit
-/// code.
+/// (as systemd does); the parent prints the child's pid, waits for it, prints its exit
+/// code, then whether each socket still listens in its hands (SO_ACCEPTCONN), as systemd's
+/// would for the next instance.
 const LAUNCHER: &str = r#"
 import os, socket, sys
 count, argv = int(sys.argv[1]), sys.argv[2:]
@@ -140,6 +141,7 @@ if pid == 0:
 print(pid, flush=True)
 _, status = os.waitpid(pid, 0)
 print(os.waitstatus_to_exitcode(status), flush=True)
+print(" ".join(str(s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)) for s in socks), flush=True)
 "#;
 
 struct Launched {
@@ -238,6 +240,30 @@ fn one_passed_socket_is_shared_by_every_worker() {
         assert_serves_on(l.ports[0]);
     }
     assert_eq!(stop_and_report(l), "0");
+}
+
+#[test]
+fn passed_sockets_stay_listening_after_fserve_stops() {
+    let root = site();
+    for count in [1, 2] {
+        let mut l = launch(count, 2, root.path());
+        assert_serves_on(l.ports[0]);
+        term(l.fserve_pid);
+        let status = wait_within(&mut l.child, WAIT);
+        assert!(status.success(), "launcher: {status:?}");
+        let mut lines = String::new();
+        l.out.read_to_string(&mut lines).unwrap();
+        let mut lines = lines.lines();
+        assert_eq!(lines.next(), Some("0"), "fserve's exit code");
+        // A restart under socket activation must find the socket still listening: fserve
+        // may stop accepting on it, never shut it down.
+        let listening = vec!["1"; count].join(" ");
+        assert_eq!(
+            lines.next(),
+            Some(listening.as_str()),
+            "{count} passed socket(s)"
+        );
+    }
 }
 
 #[test]

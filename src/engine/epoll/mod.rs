@@ -50,11 +50,6 @@ impl Listener {
             cancel: tokio::sync::Notify::new(),
         })
     }
-
-    /// Makes the kernel refuse new connections to this socket (it stops listening).
-    pub(crate) fn stop(&self) {
-        let _ = rustix::net::shutdown(&self.inner, rustix::net::Shutdown::Both);
-    }
 }
 
 pub(crate) struct Socket {

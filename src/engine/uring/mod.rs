@@ -292,10 +292,12 @@ impl Listener {
         })
     }
 
-    /// Wakes a pending [`Listener::accept`] with an error and makes the kernel refuse new
-    /// connections to this socket (it stops listening).
-    pub(crate) fn stop(&self) {
-        let _ = rustix::net::shutdown(&*self.fd, rustix::net::Shutdown::Both);
+    /// Cancels a pending [`Listener::accept`] (it completes with ECANCELED, or with a
+    /// connection that raced the cancel). The socket itself is left as it is: a socket that
+    /// systemd passed stays bound and listening in systemd's hands for the next instance,
+    /// and one of ours stops listening when its descriptor closes.
+    pub(crate) async fn cancel_accept(&self) {
+        let _ = ops::cancel_all(&self.fd).await;
     }
 }
 
