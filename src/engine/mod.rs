@@ -68,6 +68,17 @@ pub(crate) fn setup_error(e: io::Error) -> ProbeError {
 /// (or after about `secs`), so the first receive on a new connection usually finds the
 /// request already there instead of waiting, and a silent connection takes no worker
 /// resources meanwhile. For both engines (its one setsockopt lives with the unsafe code).
+/// `shutdown(2)` for either engine's socket; an error (the peer already gone) changes
+/// nothing the caller could act on.
+fn shutdown_fd(fd: impl std::os::fd::AsFd, how: std::net::Shutdown) {
+    let how = match how {
+        std::net::Shutdown::Read => rustix::net::Shutdown::Read,
+        std::net::Shutdown::Write => rustix::net::Shutdown::Write,
+        std::net::Shutdown::Both => rustix::net::Shutdown::Both,
+    };
+    let _ = rustix::net::shutdown(fd, how);
+}
+
 pub(crate) fn defer_accept(listener: &std::net::TcpListener, secs: u32) -> io::Result<()> {
     uring::set_defer_accept(listener, secs)
 }

@@ -164,12 +164,7 @@ impl Socket {
     }
 
     pub(crate) fn shutdown(&self, how: std::net::Shutdown) {
-        let how = match how {
-            std::net::Shutdown::Read => rustix::net::Shutdown::Read,
-            std::net::Shutdown::Write => rustix::net::Shutdown::Write,
-            std::net::Shutdown::Both => rustix::net::Shutdown::Both,
-        };
-        let _ = rustix::net::shutdown(&*self.inner, how);
+        super::shutdown_fd(&*self.inner, how);
     }
 
     pub(crate) fn set_nodelay(&self) -> io::Result<()> {

@@ -374,12 +374,7 @@ impl Socket {
     /// Shuts down one or both directions. Pending ring operations on the socket complete
     /// promptly afterwards (a receive with 0, a send or poll with an error).
     pub(crate) fn shutdown(&self, how: std::net::Shutdown) {
-        let how = match how {
-            std::net::Shutdown::Read => rustix::net::Shutdown::Read,
-            std::net::Shutdown::Write => rustix::net::Shutdown::Write,
-            std::net::Shutdown::Both => rustix::net::Shutdown::Both,
-        };
-        let _ = rustix::net::shutdown(&*self.fd, how);
+        super::shutdown_fd(&*self.fd, how);
     }
 
     pub(crate) fn set_nodelay(&self) -> io::Result<()> {
