@@ -83,6 +83,30 @@ pub(crate) fn defer_accept(listener: &std::net::TcpListener, secs: u32) -> io::R
     uring::set_defer_accept(listener, secs)
 }
 
+/// Whether every byte of `file` in `offset..offset + len` is in the page cache, so that a
+/// `sendfile` of it cannot wait for the disk. Asked with `cachestat(2)` (Linux 6.5), which
+/// walks the cache without touching the disk (a few microseconds per MiB). Where the kernel
+/// cannot say (older kernels, a seccomp profile that refuses it), the answer is `false`:
+/// the slice is then read off the worker's thread ([`Socket::read_at`]), which costs a copy
+/// but never stalls the worker. For both engines (the system call lives with the unsafe
+/// code).
+pub(crate) fn resident(file: BorrowedFd<'_>, offset: u64, len: u64) -> bool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    /// Set once `cachestat` has failed: it is not asked again.
+    static REFUSED: AtomicBool = AtomicBool::new(false);
+    if REFUSED.load(Ordering::Relaxed) {
+        return false;
+    }
+    match uring::resident(file, offset, len) {
+        Ok(yes) => yes,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+            REFUSED.store(true, Ordering::Relaxed);
+            false
+        }
+        Err(_) => false,
+    }
+}
+
 /// Kernel operations in flight on this thread's runtime that still own memory of ours: the
 /// io_uring ops submitted and not yet completed (futures dropped or not); always 0 on epoll,
 /// where nothing outlives a system call.
@@ -248,6 +272,24 @@ impl Socket {
         match self {
             Socket::Uring(s) => s.sendfile(file, offset, count),
             Socket::Epoll(s) => s.sendfile(file, offset, count),
+        }
+    }
+
+    /// Reads at most `len` bytes of `file` at `offset` (appended to `buf`) without
+    /// blocking this thread on the disk, for a slice that [`resident`] found not cached: an
+    /// io_uring READ, or on epoll a thread of a small per-worker pool. Either owns the
+    /// buffer and a duplicate of the descriptor until the read is done, so dropping the
+    /// future (a timeout) frees nothing under the kernel. `Ok(0)` is the end of the file.
+    pub(crate) async fn read_at(
+        &self,
+        file: BorrowedFd<'_>,
+        offset: u64,
+        buf: Vec<u8>,
+        len: usize,
+    ) -> (io::Result<usize>, Vec<u8>) {
+        match self {
+            Socket::Uring(_) => uring::read_at(file, offset, buf, len).await,
+            Socket::Epoll(_) => epoll::read_at(file, offset, buf, len).await,
         }
     }
 

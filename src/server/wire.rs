@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
-use crate::engine::{SendBatch, Socket};
+use crate::engine::{self, SendBatch, Socket};
 
 /// Queued responses are sent once this many pieces or own bytes are waiting, even if more
 /// pipelined requests are buffered.
@@ -32,6 +32,10 @@ pub(crate) const MAX_QUEUED_BYTES: usize = 256 * 1024;
 /// cannot hold the core: it resumes after the other ready connections have run and the
 /// runtime has collected new completions and readiness.
 const SENDFILE_SLICE: usize = 1024 * 1024;
+/// Bytes of a file slice that is not in the page cache read in one go off the worker's
+/// thread, into a buffer of the connection's own that lives while the file is being sent:
+/// each connection sending a cold file holds at most this much outside `--cache-size`.
+const COLD_READ_SLICE: usize = 1024 * 1024;
 /// After an error response, read and drop what the client still sends for at most this
 /// long and this many bytes before closing, so the close does not reset the response away.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -68,6 +72,9 @@ pub(crate) struct Wire {
     nodelay: bool,
     /// `--send-timeout`: a send that makes no progress for this long ends the connection.
     send_timeout: Duration,
+    /// The buffer a slice of a file not in the page cache is read into and sent from
+    /// (at most [`COLD_READ_SLICE`] bytes); empty unless a file is being sent.
+    cold: Vec<u8>,
 }
 
 impl Wire {
@@ -81,6 +88,7 @@ impl Wire {
             sent_before: nodelay,
             nodelay,
             send_timeout,
+            cold: Vec::new(),
         }
     }
 
@@ -183,25 +191,41 @@ impl Wire {
         }
     }
 
-    /// Sends `len` bytes of `file` from offset `first` with sendfile, waiting for writability
-    /// when the socket is full, and yielding after every [`SENDFILE_SLICE`] bytes to let
-    /// others run.
+    /// Sends `len` bytes of `file` from offset `first`, one [`SENDFILE_SLICE`] at a time,
+    /// yielding after each to let others run. A slice whose pages are all in the page cache
+    /// goes by sendfile, waiting for writability when the socket is full; one that is not
+    /// (sendfile would wait for the disk on the worker's thread, stalling every connection
+    /// on it) is read off the thread into one buffer of this connection's, at most
+    /// [`COLD_READ_SLICE`] bytes, and sent from there. Every wait ends by `--send-timeout`.
     pub(crate) async fn stream(&mut self, file: &File, first: u64, len: u64) -> io::Result<()> {
+        let res = self.stream_slices(file, first, len).await;
+        // The cold-read buffer is held only while a file is being sent.
+        self.cold = Vec::new();
+        res
+    }
+
+    async fn stream_slices(&mut self, file: &File, first: u64, len: u64) -> io::Result<()> {
         let timeout = self.send_timeout;
         let mut offset = first;
         let end = first + len;
         let mut since_slice = 0usize;
+        // `offset..checked` is known to be in the page cache.
+        let mut checked = first;
         while offset < end {
-            let want = (end - offset).min(SENDFILE_SLICE as u64) as usize;
+            if offset >= checked {
+                let want = (end - offset).min(SENDFILE_SLICE as u64);
+                if !engine::resident(file.as_fd(), offset, want) {
+                    let want = want.min(COLD_READ_SLICE as u64) as usize;
+                    self.send_cold(file, &mut offset, want).await?;
+                    continue;
+                }
+                checked = offset + want;
+            }
+            let want = (checked - offset) as usize;
             let must_wait = match self.sock.sendfile(file.as_fd(), &mut offset, want) {
                 // The file shrank under us: the promised Content-Length cannot be kept, so the
                 // connection must end here rather than lie about the framing.
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file shrank while being sent",
-                    ));
-                }
+                Ok(0) => return Err(shrank()),
                 Ok(n) => {
                     since_slice += n;
                     if since_slice >= SENDFILE_SLICE {
@@ -230,6 +254,57 @@ impl Wire {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Reads up to `want` bytes of `file` at `*offset`, which are not all in the page
+    /// cache, without blocking the worker ([`Socket::read_at`]), and sends them from the
+    /// connection's cold-read buffer; advances `*offset` by what was sent. The read waits at
+    /// most `--send-timeout`; giving up drops it, and the engine keeps the buffer and a
+    /// descriptor of the file alive until the kernel is done with them.
+    ///
+    /// [`Socket::read_at`]: crate::engine::Socket::read_at
+    async fn send_cold(&mut self, file: &File, offset: &mut u64, want: usize) -> io::Result<()> {
+        let mut buf = std::mem::take(&mut self.cold);
+        buf.clear();
+        self.timer
+            .as_mut()
+            .reset(Instant::now() + self.send_timeout);
+        let (res, buf) = {
+            let read = self.sock.read_at(file.as_fd(), *offset, buf, want);
+            tokio::pin!(read);
+            tokio::select! {
+                biased;
+                r = &mut read => r,
+                _ = self.timer.as_mut() => {
+                    self.sock.shutdown(Shutdown::Both);
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+            }
+        };
+        let n = match res {
+            Ok(0) => return Err(shrank()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                self.cold = buf;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        // Sent as the batch's own bytes: the batch is empty here (the head went before the
+        // body), so its own buffer is set aside and the cold buffer takes its place.
+        let batch = self.batch_mut();
+        debug_assert!(
+            batch.is_empty(),
+            "a file is streamed after the batch is sent"
+        );
+        let own = std::mem::replace(batch.own_buf(), buf);
+        batch.push_own(0);
+        self.queued += n;
+        let sent = self.flush(true).await;
+        self.cold = std::mem::replace(self.batch_mut().own_buf(), own);
+        sent?;
+        *offset += n as u64;
         Ok(())
     }
 
@@ -270,6 +345,11 @@ impl Wire {
     ) -> (io::Result<Recv>, Vec<u8>) {
         recv_until(&self.sock, buf, &mut self.timer, deadline, stop, give_up).await
     }
+}
+
+/// The error for a file that ended before the range promised from it.
+fn shrank() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent")
 }
 
 /// Receives into `buf`'s spare capacity until data arrives, the peer closes, `deadline`

@@ -20,11 +20,15 @@ use crate::engine::SendBatch;
 
 /// Most pieces gathered into one `sendmsg`; the rest go in the next.
 const MAX_IOVECS: usize = 64;
+/// Threads per worker that read file slices not in the page cache ([`read_at`]), so that
+/// the worker thread never waits for the disk; more cold reads at once queue for them.
+const COLD_READ_THREADS: usize = 4;
 
 /// Builds this thread's runtime and runs `fut` to completion on it.
 pub(crate) fn block_on<F: Future>(fut: F) -> io::Result<F::Output> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(COLD_READ_THREADS)
         .build()?;
     let local = tokio::task::LocalSet::new();
     Ok(rt.block_on(local.run_until(fut)))
@@ -174,6 +178,59 @@ impl Socket {
     /// A handle that can shut this socket down later without keeping it open.
     pub(crate) fn closer(&self) -> Weak<tokio::net::TcpStream> {
         Rc::downgrade(&self.inner)
+    }
+}
+
+/// Reads at most `len` bytes of `file` at `offset`, appending them to `buf`, without
+/// blocking this thread on the disk: first `preadv2(RWF_NOWAIT)`, which takes only what is
+/// in the page cache; what that cannot give is read by `pread(2)` on one of the runtime's
+/// [`COLD_READ_THREADS`], which owns a duplicate of the descriptor and the buffer until it
+/// is done (dropping the future leaves that read to finish on its own). `Ok(0)` is the end
+/// of the file.
+pub(crate) async fn read_at(
+    file: BorrowedFd<'_>,
+    offset: u64,
+    mut buf: Vec<u8>,
+    len: usize,
+) -> (io::Result<usize>, Vec<u8>) {
+    let from = buf.len();
+    buf.resize(from + len, 0);
+    let nowait = rustix::io::preadv2(
+        file,
+        &mut [io::IoSliceMut::new(&mut buf[from..])],
+        offset,
+        rustix::io::ReadWriteFlags::NOWAIT,
+    );
+    match nowait {
+        Ok(n) if n > 0 => {
+            buf.truncate(from + n);
+            return (Ok(n), buf);
+        }
+        // Not cached (EAGAIN), no RWF_NOWAIT here (EOPNOTSUPP), or at the end (0, which the
+        // blocking read confirms): read on a thread of the pool.
+        _ => {}
+    }
+    let file = match file.try_clone_to_owned() {
+        Ok(fd) => fd,
+        Err(e) => {
+            buf.truncate(from);
+            return (Err(e), buf);
+        }
+    };
+    let read = tokio::task::spawn_blocking(move || {
+        let res = loop {
+            match rustix::io::pread(&file, &mut buf[from..], offset) {
+                Err(rustix::io::Errno::INTR) => continue,
+                r => break r,
+            }
+        };
+        let n = *res.as_ref().unwrap_or(&0);
+        buf.truncate(from + n);
+        (res.map_err(io::Error::from), buf)
+    });
+    match read.await {
+        Ok(done) => done,
+        Err(e) => (Err(io::Error::other(e)), Vec::new()),
     }
 }
 

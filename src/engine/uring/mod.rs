@@ -23,11 +23,13 @@
 //! freed or reused under the kernel. Dropping an operation does NOT cancel it: callers that
 //! give up on a wait call [`Socket::shutdown`] so that the pending operation completes.
 //!
-//! Ops used, all single-completion: ACCEPT, RECV, SENDMSG, POLL_ADD, ASYNC_CANCEL. Large
+//! Ops used, all single-completion: ACCEPT, RECV, SENDMSG, POLL_ADD, ASYNC_CANCEL, READ. Large
 //! file bodies go out with `sendfile(2)` on the non-blocking socket; when it would block, a
 //! POLL_ADD on the ring waits for writability (DESIGN.md: io_uring splice punts to kernel
 //! workers). A parked idle connection waits with POLL_ADD too, and reads what woke it with
-//! one non-blocking recv(2) before a serving task takes it back to the ring.
+//! one non-blocking recv(2) before a serving task takes it back to the ring. A slice of a
+//! large file that is not in the page cache ([`resident`], by `cachestat(2)`) is read with
+//! a READ into a buffer the op owns instead, and sent from there.
 
 mod ops;
 
@@ -159,6 +161,7 @@ fn probe_here() -> Result<RingSetup, ProbeError> {
                     (io_uring::opcode::SendMsg::CODE, "SENDMSG"),
                     (io_uring::opcode::PollAdd::CODE, "POLL_ADD"),
                     (io_uring::opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+                    (io_uring::opcode::Read::CODE, "READ"),
                 ] {
                     if !probe.is_supported(code) {
                         return Err(ProbeError::MissingOp(name));
@@ -268,6 +271,78 @@ pub(crate) fn set_defer_accept(listener: &std::net::TcpListener, secs: u32) -> i
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Linux's `cachestat(2)` system call number (Linux 6.5): 451 on every architecture but
+/// alpha, as every system call added since 5.1 shares one number across them; the libc
+/// crate does not name it on every target.
+const SYS_CACHESTAT: libc::c_long = 451;
+
+/// `struct cachestat_range` of `<linux/mman.h>`.
+#[repr(C)]
+struct CachestatRange {
+    off: u64,
+    len: u64,
+}
+
+/// `struct cachestat` of `<linux/mman.h>`.
+#[repr(C)]
+#[derive(Default)]
+struct Cachestat {
+    nr_cache: u64,
+    nr_dirty: u64,
+    nr_writeback: u64,
+    nr_evicted: u64,
+    nr_recently_evicted: u64,
+}
+
+/// Whether every page of `file` that holds a byte of `offset..offset + len` is in the page
+/// cache, asked with `cachestat(2)`, which only walks the cache and never waits for the
+/// disk. `Err`: the kernel cannot say (`ENOSYS` before Linux 6.5, or a seccomp profile
+/// that refuses it). See `engine::resident`.
+pub(crate) fn resident(file: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    if len == 0 {
+        return Ok(true);
+    }
+    let page = rustix::param::page_size() as u64;
+    let pages = (offset + len).div_ceil(page) - offset / page;
+    let range = CachestatRange { off: offset, len };
+    let mut stat = Cachestat::default();
+    // SAFETY: cachestat reads one `cachestat_range` from a pointer to a live local and
+    // writes one `cachestat` through a pointer to another live local, both `repr(C)` with
+    // the kernel's layout (u64 fields), during the call only; the fd is valid for the borrow
+    // of `file`; flags must be 0.
+    let rc = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            file.as_raw_fd() as libc::c_uint,
+            &raw const range,
+            &raw mut stat,
+            0 as libc::c_uint,
+        )
+    };
+    if rc == 0 {
+        Ok(stat.nr_cache >= pages)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reads at most `len` bytes of `file` at `offset` with an io_uring READ, appending them to
+/// `buf`; the op owns a duplicate of the file's descriptor and the buffer until it
+/// completes, so the future may be dropped. See `engine::Socket::read_at`.
+pub(crate) async fn read_at(
+    file: BorrowedFd<'_>,
+    offset: u64,
+    buf: Vec<u8>,
+    len: usize,
+) -> (io::Result<usize>, Vec<u8>) {
+    let fd = match file.try_clone_to_owned() {
+        Ok(fd) => fd,
+        Err(e) => return (Err(e), buf),
+    };
+    ops::read_at(fd, buf, offset, len).await
 }
 
 /// A listening socket whose accepts go through the ring.

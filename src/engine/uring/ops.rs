@@ -220,6 +220,54 @@ pub(super) async fn cancel_all(fd: &Rc<OwnedFd>) -> io::Result<u32> {
     res
 }
 
+/// The stable data of a READ from a file: a descriptor of its own for the file, and the
+/// buffer the kernel writes into.
+struct ReadData {
+    _fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+/// Reads at most `len` bytes of `file` at `offset` into the spare capacity of `buf` (after
+/// its length) with one READ, and grows its length by the count read; `Ok(0)` is the end of
+/// the file. A buffered READ whose pages are not cached is served by the kernel's async
+/// buffered read or its io-wq workers, never by blocking the submitting thread.
+pub(super) async fn read_at(
+    file: OwnedFd,
+    mut buf: Vec<u8>,
+    offset: u64,
+    len: usize,
+) -> (io::Result<usize>, Vec<u8>) {
+    buf.reserve(len);
+    let spare = buf.spare_capacity_mut();
+    let len = len.min(spare.len()).min(u32::MAX as usize);
+    let sqe = opcode::Read::new(
+        types::Fd(file.as_raw_fd()),
+        spare.as_mut_ptr().cast::<u8>(),
+        len as u32,
+    )
+    .offset(offset)
+    .build();
+    let data = ReadData { _fd: file, buf };
+    // SAFETY: the entry points at the first `len` bytes of the spare capacity of `buf`'s
+    // heap allocation (`len` is at most its spare length), and names the file by a
+    // descriptor that `_fd` owns; both belong to the stable data. Moving a Vec does not move
+    // its heap allocation, and nothing touches the Vec until the completion hands it back.
+    // READ posts one completion.
+    let (res, mut data) = unsafe { run(data, sqe) }.await;
+    match res {
+        Ok(n) => {
+            let n = (n as usize).min(len);
+            let new_len = data.buf.len() + n;
+            // SAFETY: the kernel wrote `n` bytes into the spare capacity that starts at the
+            // old length (a READ never reports more than the `len` it was given, and `n` is
+            // clamped to it besides).
+            unsafe { data.buf.set_len(new_len) };
+            (Ok(n), data.buf)
+        }
+        Err(e) => (Err(e), data.buf),
+    }
+}
+
 pub(super) async fn poll_out(fd: &Rc<OwnedFd>) -> io::Result<()> {
     poll(fd, libc::POLLOUT).await
 }
