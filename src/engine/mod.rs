@@ -83,27 +83,63 @@ pub(crate) fn defer_accept(listener: &std::net::TcpListener, secs: u32) -> io::R
     uring::set_defer_accept(listener, secs)
 }
 
-/// Whether every byte of `file` in `offset..offset + len` is in the page cache, so that a
-/// `sendfile` of it cannot wait for the disk. Asked with `cachestat(2)` (Linux 6.5), which
-/// walks the cache without touching the disk (a few microseconds per MiB). Where the kernel
-/// cannot say (older kernels, a seccomp profile that refuses it), the answer is `false`:
-/// the slice is then read off the worker's thread ([`Socket::read_at`]), which costs a copy
-/// but never stalls the worker. For both engines (the system call lives with the unsafe
-/// code).
+/// With `cachestat(2)`'s answer that every page is there, one byte is probed without
+/// waiting every this many bytes (and the last): a page can be in the cache and still be
+/// read from the disk (readahead in flight), and sendfile would wait for it.
+const PROBE_STRIDE_COUNTED: u64 = 256 * 1024;
+/// Without `cachestat(2)` (refused for this file, or before Linux 6.5) the probes alone say
+/// whether the slice is cached, so they are closer: a readahead window is at least 128 KiB.
+const PROBE_STRIDE_ALONE: u64 = 64 * 1024;
+
+/// Whether `file`'s bytes in `offset..offset + len` are in the page cache and readable
+/// now, so that a `sendfile` of them does not wait for the disk. For both engines.
+///
+/// Two cheap questions, neither of which touches the disk or waits (a few microseconds per
+/// MiB in all): `cachestat(2)` (Linux 6.5) counts the range's pages in the cache; it is
+/// refused (EPERM) for a file the server could neither write nor owns, and missing on older
+/// kernels. Then `preadv2(RWF_NOWAIT)` of one byte every [`PROBE_STRIDE_COUNTED`] bytes (or
+/// [`PROBE_STRIDE_ALONE`] without cachestat's count) and of the last byte: it fails with
+/// EAGAIN where a page is missing or still being read in, which cachestat counts as cached.
+/// A wrong "yes" (a page evicted or missing between probes) costs one wait in sendfile, as
+/// before this check; a "no" only costs a copy ([`Socket::read_at`]).
 pub(crate) fn resident(file: BorrowedFd<'_>, offset: u64, len: u64) -> bool {
     use std::sync::atomic::{AtomicBool, Ordering};
-    /// Set once `cachestat` has failed: it is not asked again.
-    static REFUSED: AtomicBool = AtomicBool::new(false);
-    if REFUSED.load(Ordering::Relaxed) {
-        return false;
+    /// Set once the kernel has said it has no `cachestat`: it is not asked again.
+    static NO_CACHESTAT: AtomicBool = AtomicBool::new(false);
+    if len == 0 {
+        return true;
     }
-    match uring::resident(file, offset, len) {
-        Ok(yes) => yes,
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
-            REFUSED.store(true, Ordering::Relaxed);
-            false
+    let mut stride = PROBE_STRIDE_ALONE;
+    if !NO_CACHESTAT.load(Ordering::Relaxed) {
+        match uring::cachestat_all(file, offset, len) {
+            Ok(false) => return false,
+            Ok(true) => stride = PROBE_STRIDE_COUNTED,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                NO_CACHESTAT.store(true, Ordering::Relaxed);
+            }
+            Err(_) => {}
         }
-        Err(_) => false,
+    }
+    let last = offset + len - 1;
+    let mut at = offset;
+    loop {
+        let mut byte = [0u8; 1];
+        let probe = rustix::io::preadv2(
+            file,
+            &mut [io::IoSliceMut::new(&mut byte)],
+            at,
+            rustix::io::ReadWriteFlags::NOWAIT,
+        );
+        match probe {
+            Ok(_) => {}
+            Err(rustix::io::Errno::AGAIN) => return false,
+            // No RWF_NOWAIT for this file: only cachestat's count can say (or nothing).
+            Err(_) => return stride == PROBE_STRIDE_COUNTED,
+        }
+        if at == last {
+            return true;
+        }
+        at = (at + stride).min(last);
     }
 }
 

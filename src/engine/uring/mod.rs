@@ -297,10 +297,11 @@ struct Cachestat {
 }
 
 /// Whether every page of `file` that holds a byte of `offset..offset + len` is in the page
-/// cache, asked with `cachestat(2)`, which only walks the cache and never waits for the
-/// disk. `Err`: the kernel cannot say (`ENOSYS` before Linux 6.5, or a seccomp profile
-/// that refuses it). See `engine::resident`.
-pub(crate) fn resident(file: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<bool> {
+/// cache (read in, or still being read in), asked with `cachestat(2)`, which only walks the
+/// cache and never waits for the disk. `Err`: the kernel will not say (ENOSYS before Linux
+/// 6.5; EPERM for a file this process neither owns nor may write, the rule mincore has
+/// too). See `engine::resident`.
+pub(crate) fn cachestat_all(file: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<bool> {
     use std::os::fd::AsRawFd;
     if len == 0 {
         return Ok(true);
