@@ -220,7 +220,7 @@ impl Wire {
                 let want = (end - offset).min(SENDFILE_SLICE as u64);
                 if !engine::resident(file.as_fd(), offset, want) {
                     let want = want.min(COLD_READ_SLICE as u64) as usize;
-                    self.send_cold(file, &mut offset, want).await?;
+                    self.send_cold(file, &mut offset, want, end).await?;
                     continue;
                 }
                 checked = offset + want;
@@ -263,12 +263,19 @@ impl Wire {
 
     /// Reads up to `want` bytes of `file` at `*offset`, which are not all in the page
     /// cache, without blocking the worker ([`Socket::read_at`]), and sends them from the
-    /// connection's cold-read buffer; advances `*offset` by what was sent. The read waits at
-    /// most `--send-timeout`; giving up drops it, and the engine keeps the buffer and a
+    /// connection's cold-read buffer; advances `*offset` by what was sent (`end`: where the
+    /// body ends, so that its last bytes go out at once). The read waits at most
+    /// `--send-timeout`; giving up drops it, and the engine keeps the buffer and a
     /// descriptor of the file alive until the kernel is done with them.
     ///
     /// [`Socket::read_at`]: crate::engine::Socket::read_at
-    async fn send_cold(&mut self, file: &File, offset: &mut u64, want: usize) -> io::Result<()> {
+    async fn send_cold(
+        &mut self,
+        file: &File,
+        offset: &mut u64,
+        want: usize,
+        end: u64,
+    ) -> io::Result<()> {
         let mut buf = std::mem::take(&mut self.cold);
         buf.clear();
         self.timer
@@ -305,7 +312,8 @@ impl Wire {
         let own = std::mem::replace(batch.own_buf(), buf);
         batch.push_own(0);
         self.queued += n;
-        let sent = self.flush(true).await;
+        // MSG_MORE only while more of the body follows: it holds a partial segment back.
+        let sent = self.flush(*offset + (n as u64) < end).await;
         self.cold = std::mem::replace(self.batch_mut().own_buf(), own);
         sent?;
         *offset += n as u64;
