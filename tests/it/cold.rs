@@ -260,3 +260,63 @@ fn a_cold_file_on_a_slow_disk_does_not_stall_the_worker() {
     drop(srv);
     drop(group);
 }
+
+#[test]
+fn ranges_of_a_cold_file_are_its_exact_bytes() {
+    // No throttle: this checks what the cold path sends, slice by slice, for ranges that
+    // start and end off page and slice boundaries, single and multipart, and the whole
+    // file, each time from a page cache that holds none of it.
+    const SIZE: usize = 3 * 1024 * 1024 + 12_345;
+    let content = pattern_bytes(SIZE, 16);
+    let t = TestServer::with(|root| write_cold(&root.join("big.bin"), &content), |_| {});
+    let path = t.root.join("big.bin");
+    // A page still referenced (readahead reading it in, or a socket's queue holding what
+    // sendfile gave it: each request has a connection of its own, closed before this)
+    // cannot be dropped yet: ask again until none is left.
+    let evict = || {
+        let f = fs::File::open(&path).unwrap();
+        let gone = poll_until(Duration::from_secs(5), || {
+            rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+            cached_bytes(&path) == 0
+        });
+        assert!(gone.is_some(), "the file stayed in the page cache");
+    };
+    evict();
+    let (first, last) = (1_000_001u64, 2_500_000u64);
+    t.connect()
+        .get_h("/big.bin", &[&format!("Range: bytes={first}-{last}")])
+        .assert_partial(
+            first,
+            last,
+            SIZE as u64,
+            &content[first as usize..=last as usize],
+        );
+
+    evict();
+    let spans = [(7u64, 4_100u64), (262_100, 262_200), (1_048_570, 2_100_000)];
+    let spec = spans
+        .iter()
+        .map(|(a, b)| format!("{a}-{b}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let r = t
+        .connect()
+        .get_h("/big.bin", &[&format!("Range: bytes={spec}")]);
+    r.assert_line(206);
+    let parts = r.byteranges();
+    assert_eq!(parts.len(), spans.len(), "{}", r.describe());
+    for (part, &(a, b)) in parts.iter().zip(&spans) {
+        assert_eq!(part.range(), (a, b, SIZE as u64));
+        assert_body_eq(
+            &part.body,
+            &content[a as usize..=b as usize],
+            &format!("part {a}-{b}"),
+        );
+    }
+
+    evict();
+    let mut conn = t.connect();
+    conn.get("/big.bin").assert_whole(&content);
+    // The connection is still in step: the next answer is whole too.
+    conn.get("/big.bin").assert_whole(&content);
+}
