@@ -4,7 +4,8 @@
 //! `match`, and server/ never names either engine.
 //!
 //! Engine-neutral pieces live here once: the send batch, the probe-then-fallback choice
-//! ([`select`]), TCP_DEFER_ACCEPT ([`defer_accept`]), shutdown and nodelay, and the
+//! ([`select`]), TCP_DEFER_ACCEPT ([`defer_accept`]), page cache residency ([`resident`]),
+//! shutdown and nodelay, and the
 //! [`Closer`] a worker keeps per connection to shut every socket down at teardown.
 //! `uring/` and `epoll/` import nothing from each other. Only `uring/` names tokio-uring or
 //! io-uring, and only it may hold `unsafe` code (the crate denies it everywhere else).
@@ -366,5 +367,33 @@ impl Closer {
             Closer::Uring(c) => uring::shut(c),
             Closer::Epoll(c) => epoll::shut(c),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn a_file_dropped_from_the_page_cache_is_not_resident_and_a_read_one_is() {
+        const LEN: u64 = 2 * 1024 * 1024;
+        let mut f = tempfile::tempfile().expect("a temporary file");
+        f.write_all(&vec![7u8; LEN as usize]).unwrap();
+        f.sync_all().unwrap();
+        assert!(resident(f.as_fd(), 0, LEN), "just written: cached");
+        assert!(resident(f.as_fd(), 5, 0), "an empty range is always there");
+        // A temporary directory on tmpfs keeps its pages: the test needs a disk under it.
+        rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        assert!(
+            !resident(f.as_fd(), 0, LEN),
+            "dropped from the page cache (is the temporary directory on a disk, not tmpfs?)"
+        );
+        assert!(!resident(f.as_fd(), LEN - 1, 1), "its last byte too");
+        let mut buf = vec![0u8; LEN as usize];
+        rustix::io::pread(&f, &mut buf[..], 0).unwrap();
+        assert!(resident(f.as_fd(), 0, LEN), "read back in");
+        assert!(resident(f.as_fd(), 4095, 4097), "across a page boundary");
     }
 }
