@@ -28,8 +28,9 @@
 //! POLL_ADD on the ring waits for writability (DESIGN.md: io_uring splice punts to kernel
 //! workers). A parked idle connection waits with POLL_ADD too, and reads what woke it with
 //! one non-blocking recv(2) before a serving task takes it back to the ring. A slice of a
-//! large file that is not in the page cache ([`resident`], by `cachestat(2)`) is read with
-//! a READ into a buffer the op owns instead, and sent from there.
+//! large file that is not in the page cache (`engine::resident`, which asks
+//! [`cachestat_all`]) is read with a READ into a buffer the op owns instead ([`read_at`]),
+//! and sent from there.
 
 mod ops;
 
