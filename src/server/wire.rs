@@ -220,7 +220,14 @@ impl Wire {
                 let want = (end - offset).min(SENDFILE_SLICE as u64);
                 if !engine::resident(file.as_fd(), offset, want) {
                     let want = want.min(COLD_READ_SLICE as u64) as usize;
+                    let from = offset;
                     self.send_cold(file, &mut offset, want, end).await?;
+                    // A read that found its bytes cached after all need not have waited.
+                    since_slice += (offset - from) as usize;
+                    if since_slice >= SENDFILE_SLICE {
+                        since_slice = 0;
+                        tokio::task::yield_now().await;
+                    }
                     continue;
                 }
                 checked = offset + want;
