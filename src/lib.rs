@@ -8,13 +8,17 @@
 //!
 //! Beside them, [`healthcheck`]: the `fserve healthcheck` client (std only, no server code).
 
+mod accesslog;
+mod admin;
 pub mod cli;
 pub mod config;
+pub mod diag;
 pub mod engine;
 pub mod epoll;
 pub mod fs;
 pub mod healthcheck;
 pub mod http;
+mod metrics;
 pub mod server;
 pub mod uring;
 
