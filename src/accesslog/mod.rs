@@ -15,6 +15,7 @@
 //! io_uring itself hands to a kernel worker thread, and the epoll engine needs a thread
 //! anyway; one writer thread keeps both engines on one path.
 
+pub(crate) mod client;
 pub(crate) mod line;
 
 use std::cell::{Cell, RefCell};
