@@ -13,12 +13,16 @@
 //! Public modules are those that the binary, the tests, the benchmarks and the fuzz targets
 //! use; everything else is crate-private.
 
+mod accesslog;
+mod admin;
 pub mod cli;
 pub mod config;
+pub mod diag;
 mod engine;
 pub mod fs;
 pub mod healthcheck;
 pub mod http;
+mod metrics;
 pub mod server;
 
 pub use config::Config;
