@@ -10,7 +10,24 @@ use std::time::Duration;
 use clap::builder::PossibleValue;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{self, Config, Io};
+use crate::config::{self, Cidr, Config, Io, LogFormat, LogSink};
+
+/// `--log-format`'s values.
+impl ValueEnum for LogFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[LogFormat::Combined, LogFormat::Common, LogFormat::Json]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            LogFormat::Combined => PossibleValue::new("combined")
+                .help("nginx's combined: common plus referer and user agent"),
+            LogFormat::Common => PossibleValue::new("common").help("the Common Log Format"),
+            LogFormat::Json => PossibleValue::new("json")
+                .help("one JSON object per line (diagnostics on stderr too)"),
+        })
+    }
+}
 
 /// `--io`'s values (clap stays out of `config`).
 impl ValueEnum for Io {
@@ -163,6 +180,26 @@ pub struct Args {
     /// Memory for cached files, per worker (e.g. 64MiB)
     #[arg(long, default_value_t = Size(config::DEFAULT_CACHE_BYTES), value_parser = size, env = "FSERVE_CACHE_SIZE")]
     pub cache_size: Size,
+
+    /// Write an access log line per request to PATH (appended; reopened on SIGUSR1/SIGHUP), or - for stdout
+    #[arg(long, value_name = "PATH|-", env = "FSERVE_ACCESS_LOG")]
+    pub access_log: Option<String>,
+
+    /// Access log format; json also makes the diagnostics on stderr JSON
+    #[arg(long, value_enum, default_value_t = LogFormat::Combined, env = "FSERVE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Take the client address from Forwarded / X-Forwarded-For only from peers in CIDR (repeatable)
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = Cidr::parse, env = "FSERVE_TRUSTED_PROXY", value_delimiter = ',')]
+    pub trusted_proxies: Vec<Cidr>,
+
+    /// Serve /metrics, /healthz and /readyz on ADDR:PORT (never the public port), e.g. 127.0.0.1:9090
+    #[arg(long, value_name = "ADDR:PORT", env = "FSERVE_ADMIN")]
+    pub admin: Option<std::net::SocketAddr>,
+
+    /// After SIGTERM, keep serving this long with /readyz at 503 before draining (e.g. 5s behind a load balancer)
+    #[arg(long, default_value_t = Dur(config::DEFAULT_SHUTDOWN_DELAY), value_parser = dur, env = "FSERVE_SHUTDOWN_DELAY")]
+    pub shutdown_delay: Dur,
 }
 
 /// Subcommands; without one, fserve serves ROOT.
@@ -198,6 +235,11 @@ impl Args {
         c.listing = self.listing;
         c.headers = self.headers;
         c.cors = self.cors;
+        c.access_log = self.access_log.as_deref().map(LogSink::parse);
+        c.log_format = self.log_format;
+        c.trusted_proxies = self.trusted_proxies;
+        c.admin = self.admin;
+        c.shutdown_delay = self.shutdown_delay.0;
         c
     }
 }
