@@ -23,9 +23,9 @@ impl Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("`{s}` is not an address block; write e.g. 10.0.0.0/8 or 2001:db8::/32"))?;
+        let addr: IpAddr = addr.parse().map_err(|_| {
+            format!("`{s}` is not an address block; write e.g. 10.0.0.0/8 or 2001:db8::/32")
+        })?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
@@ -42,11 +42,15 @@ impl Cidr {
         let ip = canonical(ip);
         match (canonical(self.addr), ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -64,7 +68,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// The client's address for a request from `peer` carrying these fields.
-pub fn client_addr(
+pub(crate) fn client_addr(
     peer: IpAddr,
     trusted: &[Cidr],
     forwarded: Option<&[u8]>,
@@ -79,7 +83,11 @@ pub fn client_addr(
         (Some(f), _) => forwarded_hops(f),
         (None, Some(x)) => x
             .split(|&b| b == b',')
-            .map(|h| std::str::from_utf8(h.trim_ascii()).ok().and_then(parse_node))
+            .map(|h| {
+                std::str::from_utf8(h.trim_ascii())
+                    .ok()
+                    .and_then(parse_node)
+            })
             .collect(),
         (None, None) => return peer,
     };
@@ -145,7 +153,11 @@ mod tests {
         assert!(!c.contains(ip("11.0.0.1")));
         assert!(c.contains(ip("::ffff:10.1.2.3")));
         assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
-        assert!(Cidr::parse("2001:db8::/32").unwrap().contains(ip("2001:db8:1::5")));
+        assert!(
+            Cidr::parse("2001:db8::/32")
+                .unwrap()
+                .contains(ip("2001:db8:1::5"))
+        );
         assert!(Cidr::parse("192.0.2.1").unwrap().contains(ip("192.0.2.1")));
         assert!(!Cidr::parse("192.0.2.1").unwrap().contains(ip("192.0.2.2")));
         for bad in ["10.0.0.0/33", "x/8", "::/129", "10.0.0.0/", ""] {
@@ -157,8 +169,14 @@ mod tests {
     fn untrusted_peers_are_never_overridden() {
         let t = cidrs(&["10.0.0.0/8"]);
         let xff: &[u8] = b"203.0.113.9";
-        assert_eq!(client_addr(ip("198.51.100.1"), &t, None, Some(xff)), ip("198.51.100.1"));
-        assert_eq!(client_addr(ip("10.0.0.1"), &[], None, Some(xff)), ip("10.0.0.1"));
+        assert_eq!(
+            client_addr(ip("198.51.100.1"), &t, None, Some(xff)),
+            ip("198.51.100.1")
+        );
+        assert_eq!(
+            client_addr(ip("10.0.0.1"), &[], None, Some(xff)),
+            ip("10.0.0.1")
+        );
     }
 
     #[test]
@@ -166,13 +184,22 @@ mod tests {
         let t = cidrs(&["10.0.0.0/8"]);
         // The client forged the leftmost entry.
         let xff: &[u8] = b"1.2.3.4, 203.0.113.9, 10.0.0.7";
-        assert_eq!(client_addr(ip("10.0.0.1"), &t, None, Some(xff)), ip("203.0.113.9"));
+        assert_eq!(
+            client_addr(ip("10.0.0.1"), &t, None, Some(xff)),
+            ip("203.0.113.9")
+        );
         // Every hop trusted: the leftmost is the best we know.
         let all: &[u8] = b"10.0.0.9, 10.0.0.7";
-        assert_eq!(client_addr(ip("10.0.0.1"), &t, None, Some(all)), ip("10.0.0.1"));
+        assert_eq!(
+            client_addr(ip("10.0.0.1"), &t, None, Some(all)),
+            ip("10.0.0.1")
+        );
         // Garbage in the chain stops the walk at the peer.
         let junk: &[u8] = b"203.0.113.9, junk";
-        assert_eq!(client_addr(ip("10.0.0.1"), &t, None, Some(junk)), ip("10.0.0.1"));
+        assert_eq!(
+            client_addr(ip("10.0.0.1"), &t, None, Some(junk)),
+            ip("10.0.0.1")
+        );
     }
 
     #[test]
@@ -180,10 +207,19 @@ mod tests {
         let t = cidrs(&["10.0.0.0/8"]);
         let fwd: &[u8] = b"for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\"";
         let xff: &[u8] = b"203.0.113.9";
-        assert_eq!(client_addr(ip("10.0.0.1"), &t, Some(fwd), Some(xff)), ip("2001:db8:cafe::17"));
+        assert_eq!(
+            client_addr(ip("10.0.0.1"), &t, Some(fwd), Some(xff)),
+            ip("2001:db8:cafe::17")
+        );
         let hidden: &[u8] = b"for=_hidden";
-        assert_eq!(client_addr(ip("10.0.0.1"), &t, Some(hidden), None), ip("10.0.0.1"));
+        assert_eq!(
+            client_addr(ip("10.0.0.1"), &t, Some(hidden), None),
+            ip("10.0.0.1")
+        );
         let port: &[u8] = b"For=192.0.2.43:8080";
-        assert_eq!(client_addr(ip("10.0.0.1"), &t, Some(port), None), ip("192.0.2.43"));
+        assert_eq!(
+            client_addr(ip("10.0.0.1"), &t, Some(port), None),
+            ip("192.0.2.43")
+        );
     }
 }

@@ -147,13 +147,12 @@ impl AccessLog {
 impl Drop for AccessLog {
     fn drop(&mut self) {
         self.sync(Duration::from_secs(2));
-        // The writer ends when every sender is gone; workers' handles are gone by now, so
-        // only ours is left: replace it with a disconnected one.
+        // The writer ends when every sender is gone. It is not joined: a worker left stuck
+        // at shutdown may still hold a sender, and a sink that never drains (a full pipe)
+        // holds the writer in its write; the process ends it either way.
         let (dead, _) = mpsc::sync_channel(0);
         drop(std::mem::replace(&mut self.tx, dead));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        drop(self.thread.take());
     }
 }
 
