@@ -201,6 +201,16 @@ pub struct BinServer {
     pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
+/// The message of a diagnostic line (`2026-12-01T23:09:07.042Z INFO fserve: …`), from
+/// `fserve: ` on; the line itself if it has no time and level.
+pub fn diag_message(line: &str) -> &str {
+    let mut parts = line.splitn(3, ' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(time), Some("INFO" | "WARN" | "ERROR"), Some(msg)) if time.ends_with('Z') => msg,
+        _ => line,
+    }
+}
+
 impl BinServer {
     pub const BIN: &'static str = env!("CARGO_BIN_EXE_fserve");
 
@@ -247,7 +257,8 @@ impl BinServer {
         let line = rx
             .recv_timeout(Duration::from_secs(10))
             .unwrap_or_else(|e| panic!("no start line from fserve within 10 s: {e:?}"));
-        // `fserve: serving ROOT at http://127.0.0.1:PORT/ (N workers, ENGINE)`
+        // `TIME INFO fserve: serving ROOT at http://127.0.0.1:PORT/ (N workers, ENGINE)`
+        let line = diag_message(&line).to_string();
         let prefix = format!(
             "fserve: serving {} at http://127.0.0.1:",
             fs::canonicalize(root).unwrap().display()
