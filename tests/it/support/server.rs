@@ -104,6 +104,22 @@ impl TestServer {
         }
     }
 
+    /// The admin listener's address (the server was started with `cfg.admin`).
+    #[allow(dead_code)] // for the observability tests
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.server
+            .as_ref()
+            .expect("server running")
+            .admin_addr()
+            .expect("the server has an admin listener")
+    }
+
+    /// A handle to the running server (readiness, log reopening, cache dropping).
+    #[allow(dead_code)] // for the observability tests
+    pub fn handle(&self) -> fserve::server::Handle {
+        self.server.as_ref().expect("server running").handle()
+    }
+
     /// A new raw connection to the server.
     pub fn connect(&self) -> Conn {
         Conn::open(self.addr)
