@@ -33,6 +33,12 @@ pub(crate) use line::Record;
 
 /// A worker hands its buffer to the writer once it holds this much.
 pub(crate) const FLUSH_BYTES: usize = 64 * 1024;
+/// Each buffer's capacity: room for the line that takes it past [`FLUSH_BYTES`] (a line
+/// with a long target and user agent), so that appending never grows it.
+const BUFFER_BYTES: usize = 2 * FLUSH_BYTES;
+/// Buffers the writer hands back to each worker, emptied, for reuse: a worker allocates
+/// none while the writer keeps up.
+const RETURNED_BUFFERS: usize = 2;
 /// And at least this often, when it holds anything.
 pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Buffers waiting for the writer, for the whole process; beyond this, lines are dropped.
@@ -84,7 +90,8 @@ impl Output {
 }
 
 enum Msg {
-    Lines(Vec<u8>),
+    /// Lines to write, and where to hand the emptied buffer back.
+    Lines(Vec<u8>, SyncSender<Vec<u8>>),
     Reopen,
     /// Everything sent before it is written; then the sender is answered.
     Sync(mpsc::Sender<()>),
@@ -121,12 +128,17 @@ impl AccessLog {
 
     /// A handle for one worker's thread.
     pub(crate) fn worker(&self) -> WorkerLog {
+        let (back_tx, back) = mpsc::sync_channel(RETURNED_BUFFERS);
+        // One spare from the start, so the first hand-over allocates nothing either.
+        let _ = back_tx.try_send(Vec::with_capacity(BUFFER_BYTES));
         WorkerLog {
             tx: self.tx.clone(),
             format: self.format,
-            buf: RefCell::new(Vec::with_capacity(FLUSH_BYTES)),
+            buf: RefCell::new(Vec::with_capacity(BUFFER_BYTES)),
             lines: Cell::new(0),
             dropped: self.dropped.clone(),
+            back_tx,
+            back,
         }
     }
 
@@ -167,16 +179,20 @@ fn writer(rx: Receiver<Msg>, sink: Sink, mut out: Output, dropped: &AtomicU64) {
             Err(RecvTimeoutError::Disconnected) => return,
         };
         match msg {
-            Some(Msg::Lines(bytes)) => match out.write_all(&bytes) {
-                Ok(()) => failing = false,
-                Err(e) if !failing => {
-                    failing = true;
-                    crate::diag::warn(&format!(
-                        "cannot write the access log: {e}; lines are lost until it works again (check the disk or the log's path)"
-                    ));
+            Some(Msg::Lines(mut bytes, back)) => {
+                match out.write_all(&bytes) {
+                    Ok(()) => failing = false,
+                    Err(e) if !failing => {
+                        failing = true;
+                        crate::diag::warn(&format!(
+                            "cannot write the access log: {e}; lines are lost until it works again (check the disk or the log's path)"
+                        ));
+                    }
+                    Err(_) => {}
                 }
-                Err(_) => {}
-            },
+                bytes.clear();
+                let _ = back.try_send(bytes);
+            }
             Some(Msg::Reopen) => match sink.open() {
                 Ok(o) => out = o,
                 Err(e) => crate::diag::warn(&format!(
@@ -210,6 +226,9 @@ pub(crate) struct WorkerLog {
     buf: RefCell<Vec<u8>>,
     lines: Cell<u64>,
     dropped: Arc<AtomicU64>,
+    /// Emptied buffers coming back from the writer.
+    back_tx: SyncSender<Vec<u8>>,
+    back: Receiver<Vec<u8>>,
 }
 
 /// What a flush did, for the worker's counters.
@@ -226,38 +245,39 @@ impl WorkerLog {
         let mut buf = self.buf.borrow_mut();
         let mark = buf.len();
         line::write(&mut buf, self.format, rec);
-        if buf.len() <= FLUSH_BYTES {
+        if buf.len() <= FLUSH_BYTES || mark == 0 {
             self.lines.set(self.lines.get() + 1);
             return Flushed::default();
         }
-        // Over: hand over what was there before this line, then keep the line.
-        let line = buf.split_off(mark);
+        // Over: hand over what was there before this line; the line starts the next buffer.
+        let mut next = self.spare();
+        next.extend_from_slice(&buf[mark..]);
+        buf.truncate(mark);
+        let full = std::mem::replace(&mut *buf, next);
+        let lines = self.lines.replace(1);
         drop(buf);
-        let flushed = self.flush();
-        let mut buf = self.buf.borrow_mut();
-        buf.extend_from_slice(&line);
-        self.lines.set(1);
-        flushed
+        self.hand_over(full, lines)
     }
 
-    /// Hands whatever is buffered to the writer, or drops it if the queue is full.
-    pub(crate) fn flush(&self) -> Flushed {
-        let lines = self.lines.replace(0);
-        let mut buf = self.buf.borrow_mut();
-        if buf.is_empty() {
-            return Flushed::default();
-        }
-        let bytes = std::mem::replace(&mut *buf, Vec::with_capacity(FLUSH_BYTES));
-        match self.tx.try_send(Msg::Lines(bytes)) {
+    /// An empty buffer: one the writer handed back, else a new one.
+    fn spare(&self) -> Vec<u8> {
+        self.back
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BUFFER_BYTES))
+    }
+
+    /// Queues `bytes` (holding `lines` lines) for the writer, or drops them if the queue
+    /// is full (keeping the buffer for reuse).
+    fn hand_over(&self, bytes: Vec<u8>, lines: u64) -> Flushed {
+        match self.tx.try_send(Msg::Lines(bytes, self.back_tx.clone())) {
             Ok(()) => Flushed {
                 written: lines,
                 dropped: 0,
             },
-            Err(TrySendError::Full(Msg::Lines(mut bytes))) => {
+            Err(TrySendError::Full(Msg::Lines(mut bytes, _))) => {
                 self.dropped.fetch_add(lines, Ordering::Relaxed);
-                // Keep the allocation for the next lines.
                 bytes.clear();
-                *buf = bytes;
+                let _ = self.back_tx.try_send(bytes);
                 Flushed {
                     written: 0,
                     dropped: lines,
@@ -268,6 +288,16 @@ impl WorkerLog {
                 dropped: lines,
             },
         }
+    }
+
+    /// Hands whatever is buffered to the writer, or drops it if the queue is full.
+    pub(crate) fn flush(&self) -> Flushed {
+        if self.buf.borrow().is_empty() {
+            return Flushed::default();
+        }
+        let next = self.spare();
+        let full = std::mem::replace(&mut *self.buf.borrow_mut(), next);
+        self.hand_over(full, self.lines.replace(0))
     }
 }
 
