@@ -162,13 +162,12 @@ impl Conn {
                 let (head_len, body_len, composed) = match request::parse(rb.unparsed(), max_head) {
                     Ok(None) => break,
                     Err(reject) => {
-                        self.queue_closing_error(reject.status, now);
-                        let status = reject.status.code();
+                        let composed = self.queue_closing_error(reject.status, now);
                         self.answers.push_rejected(
                             &self.w,
                             self.guard.peer,
                             rb.unparsed(),
-                            status,
+                            composed,
                             started,
                         );
                         self.wire.flush(false).await?;
@@ -252,13 +251,13 @@ impl Conn {
                 Recv::TimedOut if idle => return Ok(Exit::Done(CloseReason::HeaderTimeout)),
                 Recv::TimedOut => {
                     // RFC 9110 §15.5.9: tell a client whose head never finished why we close.
-                    self.queue_closing_error(Status::RequestTimeout, Now::read());
+                    let composed = self.queue_closing_error(Status::RequestTimeout, Now::read());
                     let started = first_byte.unwrap_or_else(Instant::now);
                     self.answers.push_rejected(
                         &self.w,
                         self.guard.peer,
                         rb.unparsed(),
-                        Status::RequestTimeout.code(),
+                        composed,
                         started,
                     );
                     self.wire.flush(false).await?;
@@ -302,7 +301,7 @@ impl Conn {
     }
 
     /// Queues an error after which the connection closes (a rejected head, a timeout).
-    fn queue_closing_error(&mut self, status: Status, now: Now) {
+    fn queue_closing_error(&mut self, status: Status, now: Now) -> Composed {
         let w = self.w.clone();
         let date = w.date.get(now);
         let ctx = Context {
@@ -313,12 +312,14 @@ impl Conn {
             vary_accept: false,
             boundary: &|| w.boundary(),
         };
-        compose::compose_closing_error(status, &ctx, self.wire.own_buf(), &mut self.segs);
+        let composed =
+            compose::compose_closing_error(status, &ctx, self.wire.own_buf(), &mut self.segs);
         for seg in self.segs.as_slice() {
             if let Segment::Own(r) = seg {
                 self.wire.queue_written(r.clone());
             }
         }
+        composed
     }
 
     /// Answers an admitted request whose head is `head`: composes the response, then

@@ -108,7 +108,7 @@ impl Answers {
         w: &Worker,
         peer: Option<IpAddr>,
         buffered: &[u8],
-        status: u16,
+        composed: Composed,
         started: Instant,
     ) {
         let line = request_line(buffered);
@@ -122,8 +122,8 @@ impl Answers {
         let mut entry = Answered {
             started,
             method,
-            status,
-            body_bytes: 0,
+            status: composed.status.code(),
+            body_bytes: composed.body_bytes,
             cache_hit: false,
             encoding: None,
             remote: peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),

@@ -19,6 +19,7 @@ mod headers;
 mod hostile;
 mod keepalive;
 mod lifecycle;
+mod observability;
 mod paths;
 mod pipeline;
 mod pipelining;
