@@ -235,7 +235,11 @@ impl Args {
         c.listing = self.listing;
         c.headers = self.headers;
         c.cors = self.cors;
-        c.access_log = self.access_log.as_deref().map(LogSink::parse);
+        c.access_log = self
+            .access_log
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .map(LogSink::parse);
         c.log_format = self.log_format;
         c.trusted_proxies = self.trusted_proxies;
         c.admin = self.admin;
