@@ -136,7 +136,7 @@ fn hex_escape(out: &mut Vec<u8>, b: u8) {
 /// nginx's `ngx_http_log_escape`: `"`, `\`, bytes below 0x20 and from 0x7F up as `\xHH`.
 fn escape_nginx(out: &mut Vec<u8>, v: &[u8]) {
     for &b in v {
-        if b < 0x20 || b >= 0x7f || b == b'"' || b == b'\\' {
+        if !(0x20..0x7f).contains(&b) || b == b'"' || b == b'\\' {
             hex_escape(out, b);
         } else {
             out.push(b);
