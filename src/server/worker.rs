@@ -1,5 +1,7 @@
-//! One worker: a thread with its own ring, listener, file cache and date; an accept loop
-//! that spawns a task per connection, bounded by the worker's share of `--max-connections`.
+//! One worker: a thread with its own ring, listener, file cache, date, counters and access-log
+//! buffer; an accept loop that spawns a task per connection, bounded by the worker's share of
+//! `--max-connections`; and a one-second tick that hands the log buffer over, copies the
+//! cache's figures into the counters, and drops the cache when asked (SIGHUP).
 
 use std::cell::{Cell, RefCell};
 use std::io;

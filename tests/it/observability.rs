@@ -410,6 +410,28 @@ fn the_handle_turns_readiness_off_at_once_while_serving_goes_on() {
 }
 
 #[test]
+fn dropping_the_caches_empties_every_worker_cache_within_a_second_or_two() {
+    let srv = TestServer::with(site, |cfg| {
+        cfg.admin = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    });
+    let admin = srv.admin_addr();
+    let entries = || sample(&admin_get(admin, "/metrics").1, "fserve_cache_entries");
+    for _ in 0..4 {
+        srv.get("/style.css").assert_status(200);
+        srv.get("/").assert_status(200);
+    }
+    // The figures reach the counters at each worker's one-second tick.
+    wait_until(Duration::from_secs(3), "cached files counted", || {
+        entries().is_some_and(|n| n >= 2.0)
+    });
+    srv.handle().drop_caches();
+    wait_until(Duration::from_secs(3), "the caches dropped", || {
+        entries() == Some(0.0)
+    });
+    srv.get("/style.css").assert_status(200);
+}
+
+#[test]
 fn a_log_that_never_drains_drops_lines_without_slowing_serving() {
     let _heavy = heavy_lock();
     let dir = tempfile::tempdir().unwrap();
