@@ -638,3 +638,34 @@ fn sigusr1_after_a_rename_writes_new_lines_to_a_new_file_and_loses_none() {
 fn srv_get(addr: SocketAddr, target: &str) {
     Conn::open(addr).get(target).assert_status(200);
 }
+
+#[test]
+fn json_format_makes_the_diagnostics_json_too() {
+    let root = tempfile::tempdir().unwrap();
+    site(root.path());
+    let mut cmd = Command::new(BinServer::BIN);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("FSERVE_") {
+            cmd.env_remove(&k);
+        }
+    }
+    // A start-up error: one JSON line on stderr, exit 2.
+    let out = cmd
+        .args(["-p", "0", "-b", "127.0.0.1", "--log-format", "json"])
+        .arg(root.path().join("missing"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let parsed = run_tool(
+        Command::new("jq").args(["-r", "\"\\(.level) \\(.time | length) \\(.message)\""]),
+        &out.stderr,
+    );
+    assert!(parsed.status.success(), "not JSON: {out:?}");
+    let text = String::from_utf8(parsed.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.starts_with("error 24 the directory to serve, ") && text.contains("does not exist"),
+        "{text}"
+    );
+}
