@@ -79,46 +79,51 @@ pub(crate) fn client_addr(
     if trusted.is_empty() || !is_trusted(peer) {
         return peer;
     }
-    let hops: Vec<Option<IpAddr>> = match (forwarded, x_forwarded_for) {
-        (Some(f), _) => forwarded_hops(f),
-        (None, Some(x)) => x
-            .split(|&b| b == b',')
-            .map(|h| {
+    // Read from the right, without collecting the list (no allocation per request).
+    match (forwarded, x_forwarded_for) {
+        (Some(f), _) => match std::str::from_utf8(f) {
+            Ok(f) => rightmost_untrusted(peer, f.rsplit(',').map(forwarded_for), is_trusted),
+            Err(_) => peer,
+        },
+        (None, Some(x)) => rightmost_untrusted(
+            peer,
+            x.rsplit(|&b| b == b',').map(|h| {
                 std::str::from_utf8(h.trim_ascii())
                     .ok()
                     .and_then(parse_node)
-            })
-            .collect(),
-        (None, None) => return peer,
-    };
-    for hop in hops.into_iter().rev() {
+            }),
+            is_trusted,
+        ),
+        (None, None) => peer,
+    }
+}
+
+/// The first hop, from the right, that is not a trusted proxy; `peer` if a hop cannot be
+/// read (an obfuscated or unparsable hop: nothing to the left of it can be trusted).
+fn rightmost_untrusted(
+    peer: IpAddr,
+    hops_from_the_right: impl Iterator<Item = Option<IpAddr>>,
+    is_trusted: impl Fn(IpAddr) -> bool,
+) -> IpAddr {
+    for hop in hops_from_the_right {
         match hop {
             Some(ip) if is_trusted(ip) => continue,
             Some(ip) => return canonical(ip),
-            // An obfuscated or unparsable hop: nothing to the left of it can be trusted.
             None => return peer,
         }
     }
     peer
 }
 
-/// The `for=` node of each element of a `Forwarded` field (RFC 7239 §4), in order.
-fn forwarded_hops(value: &[u8]) -> Vec<Option<IpAddr>> {
-    let Ok(value) = std::str::from_utf8(value) else {
-        return vec![None];
-    };
-    value
-        .split(',')
-        .map(|element| {
-            element.split(';').find_map(|pair| {
-                let (k, v) = pair.trim().split_once('=')?;
-                k.trim()
-                    .eq_ignore_ascii_case("for")
-                    .then(|| parse_node(v.trim().trim_matches('"')))
-                    .flatten()
-            })
-        })
-        .collect()
+/// The `for=` node of one element of a `Forwarded` field (RFC 7239 §4).
+fn forwarded_for(element: &str) -> Option<IpAddr> {
+    element.split(';').find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("for")
+            .then(|| parse_node(v.trim().trim_matches('"')))
+            .flatten()
+    })
 }
 
 /// A node: `192.0.2.1`, `192.0.2.1:4711`, `[2001:db8::1]`, `[2001:db8::1]:4711`, `2001:db8::1`.

@@ -669,3 +669,46 @@ fn json_format_makes_the_diagnostics_json_too() {
         "{text}"
     );
 }
+
+#[test]
+fn the_client_address_comes_from_forwarded_fields_only_behind_a_trusted_proxy() {
+    for trusted in [true, false] {
+        let log = std::env::temp_dir().join(format!(
+            "fserve-it-proxy-{}-{trusted}.log",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&log);
+        let path = log.clone();
+        let mut srv = TestServer::with(site, move |cfg| {
+            cfg.access_log = Some(fserve::config::LogSink::File(path));
+            cfg.log_format = fserve::config::LogFormat::Json;
+            if trusted {
+                cfg.trusted_proxies = vec![fserve::config::Cidr::parse("127.0.0.0/8").unwrap()];
+            }
+        });
+        srv.get_h(
+            "/",
+            &["X-Forwarded-For: 203.0.113.9, 198.51.100.7, 127.0.0.2"],
+        )
+        .assert_status(200);
+        srv.get_h(
+            "/",
+            &["Forwarded: for=192.0.2.60;proto=http, for=\"[2001:db8::1]:4711\""],
+        )
+        .assert_status(200);
+        srv.get("/").assert_status(200);
+        srv.shutdown_within(Duration::from_secs(10));
+        let text = std::fs::read(&log).unwrap();
+        let _ = std::fs::remove_file(&log);
+        let out = run_tool(Command::new("jq").args(["-r", ".remote_addr"]), &text);
+        let got = String::from_utf8(out.stdout).unwrap();
+        let mut got: Vec<&str> = got.lines().collect();
+        got.sort();
+        let want = if trusted {
+            vec!["127.0.0.1", "198.51.100.7", "2001:db8::1"]
+        } else {
+            vec!["127.0.0.1", "127.0.0.1", "127.0.0.1"]
+        };
+        assert_eq!(got, want, "trusted: {trusted}");
+    }
+}
