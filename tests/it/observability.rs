@@ -712,3 +712,52 @@ fn the_client_address_comes_from_forwarded_fields_only_behind_a_trusted_proxy() 
         assert_eq!(got, want, "trusted: {trusted}");
     }
 }
+
+#[test]
+fn connections_closed_are_counted_by_reason() {
+    let srv = TestServer::with(site, |cfg| {
+        cfg.admin = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        cfg.keepalive_timeout = Duration::from_secs(1);
+        cfg.header_timeout = Duration::from_secs(1);
+    });
+    let admin = srv.admin_addr();
+    // The client leaves.
+    let mut a = srv.connect();
+    a.get("/").assert_status(200);
+    drop(a);
+    // The server closes after an answer that ends the connection.
+    srv.get_h("/", &["Connection: close"]).assert_status(200);
+    // Idle past the keep-alive timeout.
+    let mut c = srv.connect();
+    c.get("/").assert_status(200);
+    // A head that never ends: 408 at the header timeout.
+    let mut d = srv.connect();
+    d.send("GET / HTTP/1.1\r\nHost: x\r\n");
+    let reason = |text: &str, r: &str| {
+        sample(
+            text,
+            &format!("fserve_connections_closed_total{{reason=\"{r}\"}}"),
+        )
+    };
+    let mut text = String::new();
+    wait_until(Duration::from_secs(10), "four connections closed", || {
+        text = admin_get(admin, "/metrics").1;
+        ["client", "limit", "keepalive_timeout", "header_timeout"]
+            .iter()
+            .all(|r| reason(&text, r) == Some(1.0))
+    });
+    assert_eq!(
+        sample(&text, "fserve_connections_accepted_total"),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "fserve_connections_open"),
+        Some(0.0),
+        "{text}"
+    );
+    for r in ["send_timeout", "error", "shutdown"] {
+        assert_eq!(reason(&text, r), Some(0.0), "{r}: {text}");
+    }
+    drop((c, d));
+}
