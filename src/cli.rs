@@ -421,5 +421,56 @@ mod tests {
                 d.cache_bytes
             )
         );
+        assert_eq!(
+            (
+                &c.access_log,
+                c.log_format,
+                &c.trusted_proxies,
+                c.admin,
+                c.shutdown_delay
+            ),
+            (
+                &d.access_log,
+                d.log_format,
+                &d.trusted_proxies,
+                d.admin,
+                d.shutdown_delay
+            )
+        );
+    }
+
+    #[test]
+    fn observability_flags_reach_the_config() {
+        let args = Args::try_parse_from([
+            "fserve",
+            "--access-log",
+            "-",
+            "--log-format",
+            "json",
+            "--trusted-proxy",
+            "10.0.0.0/8",
+            "--trusted-proxy",
+            "192.0.2.1",
+            "--admin",
+            "127.0.0.1:9090",
+            "--shutdown-delay",
+            "5s",
+        ])
+        .unwrap();
+        let c = args.into_config();
+        assert_eq!(c.access_log, Some(LogSink::Stdout));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(c.admin, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(c.shutdown_delay, Duration::from_secs(5));
+        let c = Args::try_parse_from(["fserve", "--access-log", ""])
+            .unwrap()
+            .into_config();
+        assert_eq!(
+            c.access_log, None,
+            "an empty path (FSERVE_ACCESS_LOG=) is off"
+        );
+        assert!(Args::try_parse_from(["fserve", "--trusted-proxy", "10.0.0.0/33"]).is_err());
+        assert!(Args::try_parse_from(["fserve", "--log-format", "xml"]).is_err());
     }
 }
