@@ -53,21 +53,68 @@ const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
+/// The last second a line was written in, rendered in both forms: a worker writes many
+/// lines a second and renders the date once.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stamp {
+    secs: i64,
+    /// nginx's `$time_local` in UTC: `01/Dec/2026:23:09:07 +0000`.
+    clf: [u8; 26],
+    /// RFC 3339 up to the seconds: `2026-12-01T23:09:07`.
+    iso: [u8; 19],
+}
+
+/// The last second of year 9999: four-digit years keep the rendered forms their length.
+const MAX_UNIX_SECS: i64 = 253_402_300_799;
+
+impl Default for Stamp {
+    fn default() -> Stamp {
+        Stamp {
+            secs: -1,
+            clf: [b' '; 26],
+            iso: [b' '; 19],
+        }
+    }
+}
+
+impl Stamp {
+    fn set(&mut self, unix_secs: i64) {
+        let secs = unix_secs.clamp(0, MAX_UNIX_SECS);
+        if secs == self.secs {
+            return;
+        }
+        let (year, month, day) = civil_from_days(secs / 86_400);
+        let rem = secs % 86_400;
+        let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+        let _ = write!(
+            &mut self.clf[..],
+            "{day:02}/{}/{year:04}:{h:02}:{m:02}:{s:02} +0000",
+            MONTHS[(month - 1) as usize]
+        );
+        let _ = write!(
+            &mut self.iso[..],
+            "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}"
+        );
+        self.secs = secs;
+    }
+}
+
 /// Appends `rec` as one line (ending in `\n`) to `out`.
+#[cfg(test)]
 pub(crate) fn write(out: &mut Vec<u8>, format: Format, rec: &Record<'_>) {
-    let secs = rec.unix_secs.max(0);
-    let (year, month, day) = civil_from_days(secs / 86_400);
-    let rem = secs % 86_400;
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    write_with(out, format, rec, &mut Stamp::default());
+}
+
+/// Appends `rec` as one line (ending in `\n`) to `out`, its date from `stamp` (rendered
+/// again only when the second changed).
+pub(crate) fn write_with(out: &mut Vec<u8>, format: Format, rec: &Record<'_>, stamp: &mut Stamp) {
+    stamp.set(rec.unix_secs);
     match format {
         Format::Combined | Format::Common => {
             // $remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent
-            let _ = write!(
-                out,
-                "{} - - [{day:02}/{}/{year:04}:{h:02}:{m:02}:{s:02} +0000] \"",
-                rec.remote,
-                MONTHS[(month - 1) as usize]
-            );
+            let _ = write!(out, "{} - - [", rec.remote);
+            out.extend_from_slice(&stamp.clf);
+            out.extend_from_slice(b"] \"");
             if rec.method.is_empty() && rec.protocol.is_empty() {
                 escape_nginx(out, rec.target);
             } else {
@@ -87,9 +134,11 @@ pub(crate) fn write(out: &mut Vec<u8>, format: Format, rec: &Record<'_>) {
             }
         }
         Format::Json => {
+            out.extend_from_slice(b"{\"time\":\"");
+            out.extend_from_slice(&stamp.iso);
             let _ = write!(
                 out,
-                "{{\"time\":\"{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:03}Z\",\"remote_addr\":\"{}\",\"method\":\"",
+                ".{:03}Z\",\"remote_addr\":\"{}\",\"method\":\"",
                 rec.millis.min(999),
                 rec.remote
             );
@@ -273,6 +322,33 @@ mod tests {
              \"body_bytes\":1234,\"duration_us\":87,\"referer\":\"https://example.com/\",\
              \"user_agent\":\"curl/8.5.0\",\"content_encoding\":\"br\",\"cache\":\"hit\",\"worker\":1}\n"
         );
+    }
+
+    #[test]
+    fn a_reused_stamp_renders_what_a_fresh_one_does() {
+        let mut stamp = Stamp::default();
+        for secs in [
+            0,
+            1,
+            59,
+            86_399,
+            86_400,
+            1_796_166_547,
+            1_796_166_547,
+            4_102_444_800,
+        ] {
+            for format in [Format::Combined, Format::Json] {
+                let mut r = rec();
+                r.unix_secs = secs;
+                let mut reused = Vec::new();
+                write_with(&mut reused, format, &r, &mut stamp);
+                assert_eq!(
+                    String::from_utf8(reused).unwrap(),
+                    line(format, &r),
+                    "{secs}"
+                );
+            }
+        }
     }
 
     #[test]

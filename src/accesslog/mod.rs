@@ -135,6 +135,7 @@ impl AccessLog {
             tx: self.tx.clone(),
             format: self.format,
             buf: RefCell::new(Vec::with_capacity(BUFFER_BYTES)),
+            stamp: Cell::new(line::Stamp::default()),
             lines: Cell::new(0),
             dropped: self.dropped.clone(),
             back_tx,
@@ -224,6 +225,8 @@ pub(crate) struct WorkerLog {
     tx: SyncSender<Msg>,
     format: Format,
     buf: RefCell<Vec<u8>>,
+    /// The date of the last line, rendered.
+    stamp: Cell<line::Stamp>,
     lines: Cell<u64>,
     dropped: Arc<AtomicU64>,
     /// Emptied buffers coming back from the writer.
@@ -244,7 +247,9 @@ impl WorkerLog {
     pub(crate) fn append(&self, rec: &Record<'_>) -> Flushed {
         let mut buf = self.buf.borrow_mut();
         let mark = buf.len();
-        line::write(&mut buf, self.format, rec);
+        let mut stamp = self.stamp.get();
+        line::write_with(&mut buf, self.format, rec, &mut stamp);
+        self.stamp.set(stamp);
         if buf.len() <= FLUSH_BYTES || mark == 0 {
             self.lines.set(self.lines.get() + 1);
             return Flushed::default();
