@@ -20,7 +20,7 @@ pub enum Format {
     Combined,
     /// The Common Log Format (nginx's `common`... and Apache's).
     Common,
-    /// One JSON object per line, with the fields of [`Record`].
+    /// One JSON object per line, with the fields of `Record`.
     Json,
 }
 
