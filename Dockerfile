@@ -79,11 +79,16 @@ COPY --from=build /out/public /public
 USER 10001:10001
 EXPOSE 8080
 STOPSIGNAL SIGTERM
-# 2xx/3xx from GET / on 127.0.0.1:$FSERVE_PORT (8080 when unset) is healthy.
+# 2xx/3xx is healthy: from GET /healthz on the admin listener when FSERVE_ADMIN turns it on
+# (e.g. -e FSERVE_ADMIN=0.0.0.0:9090), else from GET / on 127.0.0.1:$FSERVE_PORT.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=2s --retries=3 CMD ["/fserve", "healthcheck"]
 ENTRYPOINT ["/fserve"]
 # Address and port come from the environment, so `-e FSERVE_PORT=9000` moves the server and
 # its health check together.
 ENV FSERVE_BIND=0.0.0.0 \
     FSERVE_PORT=8080
+# One access log line per request on stdout (`docker logs`), as nginx's image does; lines
+# are dropped and counted, never waited for, if the log driver falls behind. Set
+# FSERVE_ACCESS_LOG= (empty) to turn it off, FSERVE_LOG_FORMAT=json for JSON lines.
+ENV FSERVE_ACCESS_LOG=-
 CMD ["/public"]

@@ -36,7 +36,9 @@
 # environment: the runs measure fserve's defaults plus the flags the harness passes.
 #
 # Workloads (each: nginx, fserve, fserve-epoll, ROUNDS times; keep-alive unless said otherwise):
-#   small-c64 small-c512 64k 10m 404 random10k close range idle10k small-c64-quota
+#   small-c64 small-c512 64k 10m 404 random10k close range idle10k small-c64-quota small-c64-log
+# (small-c64-log: small-c64 with an access log on for both: nginx `access_log FILE combined
+# buffer=64k`, fserve `--access-log FILE`, both combined lines into a file in the work dir)
 #
 # Runs as root on Debian 12; installs missing tools from Debian packages (nginx-light wrk
 # python3 curl iproute2). Helpers beside this script: nginx.conf.in, corpus.py, summary.lua,
@@ -74,7 +76,7 @@ FSERVE_SLOT=${FSERVE_SLOT:-fserve}
 KEEP_WORK=${KEEP_WORK:-0}
 ALL_SLOTS="nginx fserve fserve-epoll"
 SLOTS=${SLOTS-$ALL_SLOTS}
-ALL_WORKLOADS="small-c64 small-c512 64k 10m 404 random10k close range idle10k small-c64-quota"
+ALL_WORKLOADS="small-c64 small-c512 64k 10m 404 random10k close range idle10k small-c64-quota small-c64-log"
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 SEED=42
 
@@ -432,19 +434,23 @@ corpus_args=(--random-files "$RANDOM_FILES" --seed 20240601)
 python3 "$HERE/corpus.py" "$CORPUS" "${corpus_args[@]}" || die "corpus.py failed"
 
 # nginx configs, one per slot that runs nginx.
-nginx_conf() { # SLOT PORT -> writes $WORK/nginx-SLOT/nginx.conf
-    local dir="$WORK/nginx-$1"
+nginx_conf() { # SLOT PORT [log] -> writes $WORK/nginx-SLOT[-log]/nginx.conf
+    local dir="$WORK/nginx-$1${3:+-log}" access_log=off
     mkdir -p "$dir"
+    [[ -n ${3:-} ]] && access_log="$dir/access.log combined buffer=64k"
     cp /etc/nginx/mime.types "$dir/mime.types" || die "no /etc/nginx/mime.types"
     sed -e "s|@WORKERS@|$THREADS|g" -e "s|@AFFINITY@|$NGINX_AFFINITY|g" \
         -e "s|@NOFILE@|$NOFILE|g" -e "s|@PREFIX@|$dir|g" \
-        -e "s|@WORKER_CONNECTIONS@|$WORKER_CONNECTIONS|g" \
+        -e "s|@WORKER_CONNECTIONS@|$WORKER_CONNECTIONS|g" -e "s|@ACCESS_LOG@|$access_log|g" \
         -e "s|@PORT@|$2|g" -e "s|@ROOT@|$CORPUS|g" "$HERE/nginx.conf.in" >"$dir/nginx.conf"
     nginx -t -q -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" 2>"$WORK/logs/nginx-t-$1.log" ||
         { cat "$WORK/logs/nginx-t-$1.log" >&2; die "nginx rejects the generated config $dir/nginx.conf"; }
 }
 for s in "${SLOT_LIST[@]}"; do
-    if runs_nginx "$s"; then nginx_conf "$s" "${SLOT_PORT[$s]}"; fi
+    if runs_nginx "$s"; then
+        nginx_conf "$s" "${SLOT_PORT[$s]}"
+        [[ " $WORKLOADS " == *" small-c64-log "* ]] && nginx_conf "$s" "${SLOT_PORT[$s]}" log
+    fi
 done
 # The report shows one config: the nginx slot's, or the first one generated (self-test).
 for s in "${SLOT_LIST[@]}"; do
@@ -468,12 +474,17 @@ start_server() { # SLOT (nginx|fserve|fserve-epoll) -> SRV_PID, SRV_PORT; waits 
     SRV_PORT=${SLOT_PORT[$slot]}
     listening "$SRV_PORT" && die "port $SRV_PORT is already in use before starting $slot"
     if runs_nginx "$slot"; then
-        local dir="$WORK/nginx-$slot"
+        local dir="$WORK/nginx-$slot${WL_LOG:+-log}"
+        rm -f "$dir/access.log"
         cmd=(taskset -c "$SERVER_CPUS" nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log"
             -g 'daemon off;')
     else
         cmd=(taskset -c "$SERVER_CPUS" "$FSERVE_BIN" -b 127.0.0.1 -p "$SRV_PORT" -t "$THREADS")
         [[ $slot == fserve-epoll ]] && cmd+=(--io epoll)
+        if [[ -n ${WL_LOG:-} ]]; then
+            rm -f "$WORK/logs/access-$slot.log"
+            cmd+=(--access-log "$WORK/logs/access-$slot.log")
+        fi
         cmd+=("$CORPUS")
     fi
     record_cmd "$(show_cmd "${cmd[@]}")"
@@ -487,13 +498,14 @@ start_server() { # SLOT (nginx|fserve|fserve-epoll) -> SRV_PID, SRV_PORT; waits 
         check_engine "$slot" "$log" "$( [[ $slot == fserve-epoll ]] && echo epoll || echo io_uring)"
     fi
 }
-# fserve says which engine it serves on: "fserve: serving ROOT at URL (N workers, ENGINE)".
+# fserve says which engine it serves on: "TIME INFO fserve: serving ROOT at URL (N workers,
+# ENGINE)".
 # The fserve slot must be on io_uring (with --io auto it falls back to epoll where io_uring is
 # refused, which would make it a second epoll slot), fserve-epoll on epoll; both on THREADS.
 check_engine() { # SLOT LOG ENGINE
     local slot=$1 log=$2 want=$3 line="" i hint=""
     for ((i = 0; i < 40; i++)); do # printed just after the listeners open: allow 2 s
-        line=$(grep -m 1 '^fserve: serving ' "$log" || true)
+        line=$(grep -m 1 ' INFO fserve: serving ' "$log" | sed 's/^.* INFO //' || true)
         [[ -n $line ]] && break
         sleep 0.05
     done
@@ -590,7 +602,7 @@ preflight() {
 # ---------------------------------------------------------------------------------------------
 # Workloads
 wl_def() { # NAME -> WL_PATH WL_CONNS WL_HEADER WL_SCRIPT WL_QUOTA WL_DESC
-    WL_HEADER="" WL_SCRIPT=$HERE/summary.lua WL_QUOTA=0 WL_CONNS=64
+    WL_HEADER="" WL_SCRIPT=$HERE/summary.lua WL_QUOTA=0 WL_CONNS=64 WL_LOG=""
     case $1 in
         small-c64) WL_PATH=/1k.html WL_DESC="GET /1k.html (1 KiB), keep-alive, 64 connections" ;;
         small-c512) WL_PATH=/1k.html WL_CONNS=512 WL_DESC="GET /1k.html, keep-alive, 512 connections" ;;
@@ -607,6 +619,8 @@ wl_def() { # NAME -> WL_PATH WL_CONNS WL_HEADER WL_SCRIPT WL_QUOTA WL_DESC
             WL_DESC="$IDLE_CONNS keep-alive connections, each after one GET /1k.html, held idle (python3 benches/idle.py); RSS = sum of VmRSS with them open" ;;
         small-c64-quota) WL_PATH=/1k.html WL_QUOTA=1
             WL_DESC="small-c64 with the server in a CPU quota: $QUOTA_DESC" ;;
+        small-c64-log) WL_PATH=/1k.html WL_LOG=1
+            WL_DESC="small-c64 with an access log: nginx 'access_log FILE combined buffer=64k', fserve '--access-log FILE'" ;;
     esac
 }
 

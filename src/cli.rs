@@ -10,7 +10,24 @@ use std::time::Duration;
 use clap::builder::PossibleValue;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{self, Config, Io};
+use crate::config::{self, Cidr, Config, Io, LogFormat, LogSink};
+
+/// `--log-format`'s values.
+impl ValueEnum for LogFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[LogFormat::Combined, LogFormat::Common, LogFormat::Json]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            LogFormat::Combined => PossibleValue::new("combined")
+                .help("nginx's combined: common plus referer and user agent"),
+            LogFormat::Common => PossibleValue::new("common").help("the Common Log Format"),
+            LogFormat::Json => PossibleValue::new("json")
+                .help("one JSON object per line (diagnostics on stderr too)"),
+        })
+    }
+}
 
 /// `--io`'s values (clap stays out of `config`).
 impl ValueEnum for Io {
@@ -165,6 +182,26 @@ pub struct Args {
     /// Memory for cached files, per worker (e.g. 64MiB)
     #[arg(long, default_value_t = Size(config::DEFAULT_CACHE_BYTES), value_parser = size, env = "FSERVE_CACHE_SIZE")]
     pub cache_size: Size,
+
+    /// Write an access log line per request to PATH (appended; reopened on SIGUSR1/SIGHUP), or - for stdout
+    #[arg(long, value_name = "PATH|-", env = "FSERVE_ACCESS_LOG")]
+    pub access_log: Option<String>,
+
+    /// Access log format; json also makes the diagnostics on stderr JSON
+    #[arg(long, value_enum, default_value_t = LogFormat::Combined, env = "FSERVE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Take the client address from Forwarded / X-Forwarded-For only from peers in CIDR (repeatable)
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = Cidr::parse, env = "FSERVE_TRUSTED_PROXY", value_delimiter = ',')]
+    pub trusted_proxies: Vec<Cidr>,
+
+    /// Serve /metrics, /healthz and /readyz on ADDR:PORT (never the public port), e.g. 127.0.0.1:9090
+    #[arg(long, value_name = "ADDR:PORT", env = "FSERVE_ADMIN")]
+    pub admin: Option<std::net::SocketAddr>,
+
+    /// After SIGTERM, keep serving this long with /readyz at 503 before draining (e.g. 5s behind a load balancer)
+    #[arg(long, default_value_t = Dur(config::DEFAULT_SHUTDOWN_DELAY), value_parser = dur, env = "FSERVE_SHUTDOWN_DELAY")]
+    pub shutdown_delay: Dur,
 }
 
 /// Subcommands; without one, fserve serves ROOT.
@@ -200,6 +237,15 @@ impl Args {
         c.listing = self.listing;
         c.headers = self.headers;
         c.cors = self.cors;
+        c.access_log = self
+            .access_log
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .map(LogSink::parse);
+        c.log_format = self.log_format;
+        c.trusted_proxies = self.trusted_proxies;
+        c.admin = self.admin;
+        c.shutdown_delay = self.shutdown_delay.0;
         c
     }
 }
@@ -377,5 +423,56 @@ mod tests {
                 d.cache_bytes
             )
         );
+        assert_eq!(
+            (
+                &c.access_log,
+                c.log_format,
+                &c.trusted_proxies,
+                c.admin,
+                c.shutdown_delay
+            ),
+            (
+                &d.access_log,
+                d.log_format,
+                &d.trusted_proxies,
+                d.admin,
+                d.shutdown_delay
+            )
+        );
+    }
+
+    #[test]
+    fn observability_flags_reach_the_config() {
+        let args = Args::try_parse_from([
+            "fserve",
+            "--access-log",
+            "-",
+            "--log-format",
+            "json",
+            "--trusted-proxy",
+            "10.0.0.0/8",
+            "--trusted-proxy",
+            "192.0.2.1",
+            "--admin",
+            "127.0.0.1:9090",
+            "--shutdown-delay",
+            "5s",
+        ])
+        .unwrap();
+        let c = args.into_config();
+        assert_eq!(c.access_log, Some(LogSink::Stdout));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(c.admin, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(c.shutdown_delay, Duration::from_secs(5));
+        let c = Args::try_parse_from(["fserve", "--access-log", ""])
+            .unwrap()
+            .into_config();
+        assert_eq!(
+            c.access_log, None,
+            "an empty path (FSERVE_ACCESS_LOG=) is off"
+        );
+        assert!(Args::try_parse_from(["fserve", "--trusted-proxy", "10.0.0.0/33"]).is_err());
+        assert!(Args::try_parse_from(["fserve", "--log-format", "xml"]).is_err());
     }
 }

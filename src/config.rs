@@ -9,7 +9,7 @@
 //! and the fix. This module knows nothing of clap and reads no environment.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -43,6 +43,12 @@ pub const MAX_THREADS: usize = 1024;
 pub const FILES_PER_WORKER: u64 = 1024;
 /// Open files the process needs beside the workers' (stdio, the root, the admin side).
 pub const FILES_SLACK: u64 = 64;
+/// After SIGTERM, how long fserve keeps accepting (while `/readyz` says 503) before it
+/// stops listening: 0, as before; behind a load balancer, longer than its endpoint updates.
+pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::ZERO;
+
+pub use crate::accesslog::client::Cidr;
+pub use crate::accesslog::{Format as LogFormat, Sink as LogSink};
 
 /// Header fields `--header` may not set: framing and connection management belong to the
 /// server (RFC 9112 §6, RFC 9110 §7.6.1), and a second Date or Server field would
@@ -110,6 +116,16 @@ pub struct Config {
     pub headers: Vec<(String, String)>,
     /// `Access-Control-Allow-Origin: *` on every response, and CORS preflight answers.
     pub cors: bool,
+    /// Where the access log goes (`--access-log`); none by default.
+    pub access_log: Option<LogSink>,
+    /// The access log's line format, and the diagnostics' (`json` makes both JSON).
+    pub log_format: LogFormat,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` name the client in the access log.
+    pub trusted_proxies: Vec<Cidr>,
+    /// The admin listener's address (`/metrics`, `/healthz`, `/readyz`); none by default.
+    pub admin: Option<SocketAddr>,
+    /// After SIGTERM: keep accepting this long with `/readyz` at 503, then drain.
+    pub shutdown_delay: Duration,
 }
 
 impl Config {
@@ -137,6 +153,11 @@ impl Config {
             listing: false,
             headers: Vec::new(),
             cors: false,
+            access_log: None,
+            log_format: LogFormat::Combined,
+            trusted_proxies: Vec::new(),
+            admin: None,
+            shutdown_delay: DEFAULT_SHUTDOWN_DELAY,
         }
     }
 
@@ -209,6 +230,30 @@ impl Config {
         }
         for (name, value) in &self.headers {
             check_site_header(name, value)?;
+        }
+        // SECURITY: the admin side exposes what the server does; it never shares the
+        // public port, so opening one never opens the other.
+        if let Some(admin) = self.admin {
+            if admin.port() != 0 && admin.port() == self.port {
+                return err(
+                    "--admin",
+                    format!(
+                        "--admin {admin}: that is the public port (--port {}); give the admin listener a port of its own (e.g. 127.0.0.1:9090)",
+                        self.port
+                    ),
+                );
+            }
+        }
+        if let Some(LogSink::File(path)) = &self.access_log {
+            if path.as_os_str().is_empty() || path.is_dir() {
+                return err(
+                    "--access-log",
+                    format!(
+                        "--access-log {}: give a file path (appended to, created if missing) or - for standard output",
+                        path.display()
+                    ),
+                );
+            }
         }
         if let Some(cc) = &self.cache_control {
             if cc.bytes().any(is_forbidden_value_byte) {
@@ -392,7 +437,15 @@ mod tests {
     #[test]
     fn each_bad_value_names_its_flag() {
         type Edit = Box<dyn FnOnce(&mut Config)>;
-        let cases: [(&str, Edit); 9] = [
+        let cases: [(&str, Edit); 11] = [
+            (
+                "--admin",
+                Box::new(|c| c.admin = Some(SocketAddr::from(([127, 0, 0, 1], c.port)))),
+            ),
+            (
+                "--access-log",
+                Box::new(|c| c.access_log = Some(LogSink::File(std::env::temp_dir()))),
+            ),
             ("--cache-size", Box::new(|c| c.cache_bytes = 0)),
             (
                 "--cache-max-file",

@@ -52,6 +52,28 @@ pub fn default_url(fserve_port: Option<&str>) -> Result<String, String> {
     Ok(format!("http://127.0.0.1:{port}/"))
 }
 
+/// With the admin listener on (`FSERVE_ADMIN`, the variable the server reads), the URL
+/// checked when none is given is its `/healthz`: on 127.0.0.1 (or ::1) when it listens on
+/// every address. `None` when `FSERVE_ADMIN` is unset or empty.
+pub fn admin_url(fserve_admin: Option<&str>) -> Option<Result<String, String>> {
+    let text = fserve_admin.map(str::trim).filter(|a| !a.is_empty())?;
+    let Ok(mut addr) = text.parse::<SocketAddr>() else {
+        return Some(Err(format!("FSERVE_ADMIN `{text}` is not ADDR:PORT")));
+    };
+    if addr.port() == 0 {
+        return Some(Err(
+            "FSERVE_ADMIN has port 0: pass the admin URL instead".into()
+        ));
+    }
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V4(_) => IpAddr::from([127, 0, 0, 1]),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
+    Some(Ok(format!("http://{addr}/healthz")))
+}
+
 /// Parses `http://host[:port][/path][?query][#fragment]`. The host is an IPv4 address, an
 /// IPv6 address in brackets, or a name; the port defaults to 80; the fragment is dropped.
 pub fn parse_url(url: &str) -> Result<Target, String> {
@@ -278,11 +300,14 @@ pub fn parse_status_line(line: &str) -> Option<u16> {
     code.parse().ok().filter(|c| (100..600).contains(c))
 }
 
-/// The subcommand: checks `url` (or [`default_url`]) and returns the process exit code.
+/// The subcommand: checks `url` (or [`admin_url`], else [`default_url`]) and returns the
+/// process exit code.
 pub fn run(url: Option<&str>) -> ExitCode {
     let url = match url {
         Some(u) => u.to_string(),
-        None => match default_url(std::env::var("FSERVE_PORT").ok().as_deref()) {
+        None => match admin_url(std::env::var("FSERVE_ADMIN").ok().as_deref())
+            .unwrap_or_else(|| default_url(std::env::var("FSERVE_PORT").ok().as_deref()))
+        {
             Ok(u) => u,
             Err(e) => {
                 eprintln!("fserve healthcheck: {e}");
@@ -420,6 +445,27 @@ mod tests {
                 Ok(t) => panic!("{url} parsed as {t:?}"),
                 Err(e) => assert!(e.contains(needle), "{url}: {e:?} lacks {needle:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn the_admin_listener_is_checked_on_healthz_when_on() {
+        assert_eq!(admin_url(None), None);
+        assert_eq!(admin_url(Some(" ")), None);
+        assert_eq!(
+            admin_url(Some("0.0.0.0:9090")),
+            Some(Ok("http://127.0.0.1:9090/healthz".into()))
+        );
+        assert_eq!(
+            admin_url(Some("[::]:9090")),
+            Some(Ok("http://[::1]:9090/healthz".into()))
+        );
+        assert_eq!(
+            admin_url(Some("10.0.0.5:9090")),
+            Some(Ok("http://10.0.0.5:9090/healthz".into()))
+        );
+        for bad in ["9090", "x:1", "127.0.0.1:0"] {
+            assert!(matches!(admin_url(Some(bad)), Some(Err(_))), "{bad}");
         }
     }
 

@@ -8,17 +8,24 @@
 //!   (the fallback where io_uring is refused). Crate-private: server/ alone uses it.
 //!
 //! Beside them, [`config`] (settings, resolved once), [`cli`] (the flags) and
-//! [`healthcheck`]: the `fserve healthcheck` client (std only, no server code).
+//! [`healthcheck`]: the `fserve healthcheck` client (std only, no server code). For running
+//! it: `accesslog` (the per-worker log buffers and their writer thread), `metrics` (per-worker
+//! counters, rendered for Prometheus), `admin` (the `/metrics`, `/healthz`, `/readyz`
+//! listener) and [`diag`] (stderr diagnostics in one format).
 //!
 //! Public modules are those that the binary, the tests, the benchmarks and the fuzz targets
 //! use; everything else is crate-private.
 
+mod accesslog;
+mod admin;
 pub mod cli;
 pub mod config;
+pub mod diag;
 mod engine;
 pub mod fs;
 pub mod healthcheck;
 pub mod http;
+mod metrics;
 pub mod server;
 pub mod systemd;
 

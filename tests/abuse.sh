@@ -294,7 +294,7 @@ EOF
 fserve_pid=$!
 port=""
 for _ in $(seq 100); do
-    port=$(sed -n 's|^fserve: serving .* at http://127\.0\.0\.1:\([0-9]*\)/ .*|\1|p' "$work/fserve.log" | head -1)
+    port=$(sed -n 's|^.* INFO fserve: serving .* at http://127\.0\.0\.1:\([0-9]*\)/ .*|\1|p' "$work/fserve.log" | head -1)
     [[ -n $port ]] && break
     kill -0 "$fserve_pid" 2>/dev/null || break
     sleep 0.1

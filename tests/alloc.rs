@@ -62,12 +62,32 @@ fn round_trip(stream: &mut TcpStream, buf: &mut [u8]) -> usize {
 
 #[test]
 fn warm_cached_request_allocates_nothing() {
+    warm_requests_allocate_nothing(None);
+}
+
+/// With an access log the worker's buffers are reused: lines are formatted into one,
+/// handed to the writer, and the writer hands them back emptied.
+#[test]
+fn warm_cached_request_with_an_access_log_allocates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    warm_requests_allocate_nothing(Some(fserve::config::LogSink::File(log.clone())));
+    let lines = std::fs::read_to_string(&log).unwrap().lines().count();
+    assert!(lines > 200, "only {lines} lines were logged");
+}
+
+// Both tests count every allocation in the process: run them one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn warm_requests_allocate_nothing(access_log: Option<fserve::config::LogSink>) {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("page.html"), vec![b'x'; BODY_LEN]).unwrap();
     let mut cfg = fserve::Config::new(dir.path());
     cfg.bind = IpAddr::from([127, 0, 0, 1]);
     cfg.port = 0;
     cfg.threads = 1;
+    cfg.access_log = access_log;
     let server = fserve::Server::start(cfg).expect("server starts (io_uring must be available)");
     let mut stream = TcpStream::connect(server.local_addr()).unwrap();
     stream

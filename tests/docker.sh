@@ -310,6 +310,36 @@ HEALTH_SECONDS=$(since "$T_RUN")
 }
 log "health: $health, ${HEALTH_SECONDS} s after docker run"
 
+# The image logs every request on stdout (FSERVE_ACCESS_LOG=-), within a second.
+access=""
+for _ in $(seq 1 30); do
+    access=$(docker logs "$cid" 2>/dev/null | grep -c '"GET /style.css HTTP/1.1" 200 ' || true)
+    [ "$access" -ge 1 ] && break
+    sleep 0.2
+done
+[ "$access" -ge 1 ] || die "no access log line for GET /style.css on the container's stdout"
+log "access log on stdout: $(docker logs "$cid" 2>/dev/null | grep -m1 'GET /style.css')"
+
+# With the admin listener on, the image's health check asks its /healthz.
+cid4=$(docker run -d --security-opt "seccomp=$ROOT/deploy/seccomp-io_uring.json" \
+    -e FSERVE_ADMIN=0.0.0.0:9090 -p 127.0.0.1::8080 "$IMAGE")
+CONTAINERS+=("$cid4")
+health=""
+for _ in $(seq 1 60); do
+    health=$(docker inspect --format '{{.State.Health.Status}}' "$cid4")
+    [ "$health" = healthy ] && break
+    [ "$health" = unhealthy ] && break
+    sleep 0.5
+done
+[ "$health" = healthy ] || {
+    docker inspect --format '{{json .State.Health}}' "$cid4" >&2
+    die "with FSERVE_ADMIN, health status is ${health:-none} after 30 s"
+}
+docker exec "$cid4" /fserve healthcheck http://127.0.0.1:9090/readyz ||
+    die "/readyz on the admin listener is not 200 in the container"
+log "with FSERVE_ADMIN=0.0.0.0:9090: healthy (GET /healthz), /readyz 200"
+docker stop --time 10 "$cid4" >/dev/null
+
 # ---- a mounted site, read-only root file system, no capabilities ---------------------------
 mkdir -p "$TMP/site/docs"
 printf 'hello from a mounted site\n' >"$TMP/site/hello.txt"
@@ -350,7 +380,7 @@ state=""
 for _ in $(seq 1 100); do
     state=$(docker inspect --format '{{.State.Status}}' "$cid3")
     [ "$state" = exited ] && break
-    docker logs "$cid3" 2>&1 | grep -q '^fserve: serving' && break
+    docker logs "$cid3" 2>&1 | grep -q ' INFO fserve: serving' && break
     sleep 0.1
 done
 logs=$(docker logs "$cid3" 2>&1)
@@ -359,15 +389,15 @@ if [ "$state" = exited ]; then
     [ "$code" = 2 ] || die "under seccomp-no-io_uring fserve exited $code, not 2: $logs"
     [ "$(printf '%s\n' "$logs" | wc -l)" = 1 ] || die "not one line: $logs"
     case "$logs" in
-    "fserve: "*seccomp*) ;;
+    *" ERROR fserve: "*seccomp*) ;;
     *) die "the error does not name seccomp: $logs" ;;
     esac
     NO_URING="io_uring refused: fallback engine not yet available (exit 2, one line naming seccomp)"
     log "its line: $logs"
-elif printf '%s\n' "$logs" | grep -q '^fserve: serving'; then
+elif printf '%s\n' "$logs" | grep -q ' INFO fserve: serving'; then
     fetch "$(host_port "$cid3")" / "$TMP/index3.html"
     cmp -s "$TMP/index3.html" "$ROOT/public/index.html" || die "GET / without io_uring is not the default site"
-    NO_URING="served without io_uring: $(printf '%s\n' "$logs" | grep '^fserve: serving')"
+    NO_URING="served without io_uring: $(printf '%s\n' "$logs" | grep ' INFO fserve: serving')"
 else
     die "under seccomp-no-io_uring fserve neither exited nor served within 10 s: $logs"
 fi

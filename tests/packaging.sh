@@ -214,7 +214,7 @@ curl -s --max-time 10 -o "$TMP/index.html" "http://127.0.0.1:$PORT/" || {
     die "no answer on the socket systemd-socket-activate passed"
 }
 cmp -s "$TMP/index.html" public/index.html || die "GET / on the passed socket is not public/index.html"
-grep -q "^fserve: serving .* at http://127.0.0.1:$PORT/ (2 workers," "$TMP/activate.log" ||
+grep -q " INFO fserve: serving .* at http://127.0.0.1:$PORT/ (2 workers," "$TMP/activate.log" ||
     die "fserve did not serve on the passed socket: $(cat "$TMP/activate.log")"
 kill -TERM "$FSERVE_PID"
 for _ in $(seq 1 100); do kill -0 "$FSERVE_PID" 2>/dev/null || break; sleep 0.1; done
@@ -280,7 +280,7 @@ out=$(timeout 120 docker run --rm -v "$TMP/fserve.deb:/tmp/fserve.deb:ro" "$BASE
     : >/tmp/fserve.log
     fserve -b 127.0.0.1 -p 8080 -t 1 /usr/share/fserve/public 2>/tmp/fserve.log &
     pid=$!
-    for _ in $(seq 1 50); do grep -q "^fserve: serving" /tmp/fserve.log && break; sleep 0.1; done
+    for _ in $(seq 1 50); do grep -q " INFO fserve: serving" /tmp/fserve.log && break; sleep 0.1; done
     cat /tmp/fserve.log
     exec 3<>/dev/tcp/127.0.0.1/8080
     printf "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" >&3
@@ -334,7 +334,7 @@ out=$(timeout 120 docker exec "$cid" bash -euc '
     pid=$(systemctl show -p MainPID --value fserve.service)
     echo "user: $(stat -c %U /proc/$pid)"
     echo "caps: $(awk "/^CapEff:/ { print \$2 }" /proc/$pid/status)"
-    journalctl -u fserve -o cat | grep "^fserve: serving" | tail -n 1
+    journalctl -u fserve -o cat | grep " INFO fserve: serving" | tail -n 1
     systemctl restart fserve.service
     [ "$(get http://127.0.0.1/)" = 200 ] && echo "restart: 200"
     systemctl stop fserve.service fserve.socket

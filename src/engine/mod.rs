@@ -344,6 +344,14 @@ impl Socket {
         }
     }
 
+    /// The peer's address, for the access log (a system call: once per connection).
+    pub(crate) fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        match self {
+            Socket::Uring(s) => s.peer_ip(),
+            Socket::Epoll(s) => s.peer_ip(),
+        }
+    }
+
     /// A handle to shut this socket down at teardown; it does not keep the socket open.
     pub(crate) fn closer(&self) -> Closer {
         match self {

@@ -28,6 +28,8 @@ pub struct Cache<V> {
     map: HashMap<Box<[u8]>, Slot<V>>,
     used: usize,
     budget: usize,
+    /// Entries evicted so far (for the server's metrics).
+    evicted: u64,
 }
 
 /// A cache hit; `stale` means revalidate before use.
@@ -42,6 +44,7 @@ impl<V> Cache<V> {
             map: HashMap::new(),
             used: 0,
             budget: budget_bytes,
+            evicted: 0,
         }
     }
 
@@ -101,11 +104,23 @@ impl<V> Cache<V> {
         self.used
     }
 
+    /// Entries evicted to stay within the budget, so far.
+    pub fn evictions(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Empties the cache (the eviction count stays).
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.used = 0;
+    }
+
     /// Frees at least `need` bytes, and an eighth of the budget more so that a full cache
     /// does not sweep on every insert. Unreferenced entries go first; at most two passes.
     fn evict(&mut self, need: usize) {
         let target = need + self.budget / 8;
         let mut freed = 0;
+        let before = self.map.len();
         for _pass in 0..2 {
             self.map.retain(|_, slot| {
                 if freed >= target || slot.referenced.replace(false) {
@@ -119,6 +134,7 @@ impl<V> Cache<V> {
             }
         }
         self.used -= freed;
+        self.evicted += (before - self.map.len()) as u64;
     }
 }
 
@@ -150,6 +166,13 @@ mod tests {
             assert!(c.get(b"/hot", 0).is_some(), "hot key evicted at {i}");
         }
         assert!(c.len() > 10);
+        assert!(
+            c.evictions() >= 1000 - c.len() as u64 - 1,
+            "{}",
+            c.evictions()
+        );
+        c.clear();
+        assert_eq!((c.len(), c.used_bytes()), (0, 0));
     }
 
     #[test]

@@ -82,6 +82,12 @@ pub struct Fields<'b> {
     pub range: Option<&'b [u8]>,
     pub accept_encoding: Option<&'b [u8]>,
     pub accept: Option<&'b [u8]>,
+    /// For the access log only (never to choose a response): the first line of each.
+    pub referer: Option<&'b [u8]>,
+    pub user_agent: Option<&'b [u8]>,
+    /// RFC 7239; believed only from a trusted proxy (`--trusted-proxy`).
+    pub forwarded: Option<&'b [u8]>,
+    pub x_forwarded_for: Option<&'b [u8]>,
     /// Which list fields came on several lines ([`REPEATED_IF_MATCH`]…): only the first line
     /// is above; [`join_repeated`] joins them all.
     pub repeated: u8,
@@ -256,6 +262,14 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>, Reject>
             fields.repeated |= first(&mut fields.accept_encoding, value) * REPEATED_ACCEPT_ENCODING;
         } else if name.eq_ignore_ascii_case(b"accept") {
             fields.repeated |= first(&mut fields.accept, value) * REPEATED_ACCEPT;
+        } else if name.eq_ignore_ascii_case(b"referer") {
+            first(&mut fields.referer, value);
+        } else if name.eq_ignore_ascii_case(b"user-agent") {
+            first(&mut fields.user_agent, value);
+        } else if name.eq_ignore_ascii_case(b"forwarded") {
+            first(&mut fields.forwarded, value);
+        } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            first(&mut fields.x_forwarded_for, value);
         } else if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
             // RFC 9112 §3.2: a Host with an invalid value is a 400.
@@ -778,6 +792,19 @@ mod tests {
         assert_eq!((f.if_match, f.if_unmodified_since), (None, None));
         let r = ok("GET / HTTP/1.1\r\nHost: a\r\nRange: bytes=0-1\r\nRange: bytes=5-6\r\n\r\n");
         assert_eq!(r.fields.range, None, "a repeated Range is ignored");
+    }
+
+    #[test]
+    fn captures_the_fields_the_access_log_reads() {
+        let r = ok(
+            "GET / HTTP/1.1\r\nHost: a\r\nReferer: https://e.x/\r\nuser-agent:  curl/8 \r\n\
+             Forwarded: for=192.0.2.1\r\nX-Forwarded-For: 198.51.100.2, 10.0.0.1\r\nUser-Agent: second\r\n\r\n",
+        );
+        let f = r.fields;
+        assert_eq!(f.referer, Some(&b"https://e.x/"[..]));
+        assert_eq!(f.user_agent, Some(&b"curl/8"[..]), "the first line wins");
+        assert_eq!(f.forwarded, Some(&b"for=192.0.2.1"[..]));
+        assert_eq!(f.x_forwarded_for, Some(&b"198.51.100.2, 10.0.0.1"[..]));
     }
 
     #[test]

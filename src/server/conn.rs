@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use super::clock::Now;
 use super::compose::{self, Composed, Context, Segment, Segments};
+use super::observe::{self, Answer, Answers};
 use super::parking;
 use super::recv_buf::{INITIAL_RECV_BYTES, MIN_RECV_SPACE, RecvBuf};
 use super::respond::{self, Reply};
@@ -25,6 +26,7 @@ use super::worker::{ConnGuard, Worker};
 use crate::engine::{self, Socket};
 use crate::http::Status;
 use crate::http::request::{self, Method, Request};
+use crate::metrics::CloseReason;
 
 /// How long an idle connection keeps a receive (and its buffer) posted before it waits for
 /// readability alone.
@@ -37,14 +39,32 @@ pub(super) async fn serve(guard: ConnGuard, sock: Socket) {
 
 /// Runs the connection until it closes, or parks it when it goes idle.
 async fn drive(mut conn: Conn, buf: Vec<u8>, resumed: bool) {
-    match conn.run(buf, resumed).await {
-        Ok(Exit::Done) => {}
+    let exit = conn.run(buf, resumed).await;
+    // Whatever ended the loop, what was answered is counted and logged.
+    conn.answers.sent(&conn.w);
+    match exit {
+        Ok(Exit::Done(why)) => conn.guard.closing(why),
         Ok(Exit::Park(deadline)) => {
             // Only the socket goes along: the batch, the timer and the buffers are freed.
             let (sock, nodelay) = conn.wire.into_socket();
             engine::spawn(park(conn.guard, sock, nodelay, deadline));
         }
-        Err(e) => log_error(&e),
+        Err(e) => {
+            conn.guard.closing(close_reason(&e));
+            log_error(&e);
+        }
+    }
+}
+
+/// How an I/O error that ends a connection is counted.
+fn close_reason(e: &io::Error) -> CloseReason {
+    use io::ErrorKind::*;
+    match e.kind() {
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | NotConnected => {
+            CloseReason::Client
+        }
+        TimedOut => CloseReason::SendTimeout,
+        _ => CloseReason::Error,
     }
 }
 
@@ -56,12 +76,18 @@ async fn park(guard: ConnGuard, sock: Socket, nodelay: bool, deadline: Instant) 
     if let Some(buf) = parking::wait(&w.parking, w.stopping.get(), deadline, &sock).await {
         let conn = Conn::new(guard, sock, nodelay);
         engine::spawn(drive(conn, buf, true));
+    } else if w.stopping.get() {
+        guard.closing(CloseReason::Shutdown);
+    } else if Instant::now() >= deadline {
+        guard.closing(CloseReason::KeepaliveTimeout);
+    } else {
+        guard.closing(CloseReason::Client);
     }
 }
 
 /// Why [`Conn::run`] returned.
 enum Exit {
-    Done,
+    Done(CloseReason),
     /// Idle past [`HOT_IDLE`]: park until readable, or until the keep-alive deadline.
     Park(Instant),
 }
@@ -73,7 +99,7 @@ fn log_error(e: &io::Error) {
         e.kind(),
         ConnectionReset | ConnectionAborted | BrokenPipe | TimedOut | UnexpectedEof | NotConnected
     ) {
-        eprintln!("fserve: connection error: {e}");
+        crate::diag::warn(&format!("connection error: {e}"));
     }
 }
 
@@ -86,6 +112,8 @@ struct Conn {
     /// the send batch in sending order.
     head: Vec<u8>,
     segs: Segments,
+    /// Answered requests whose bytes are not sent yet (then counted and logged).
+    answers: Answers,
     /// Counts the connection for its whole life (the worker's cap and drain).
     guard: ConnGuard,
 }
@@ -97,7 +125,7 @@ enum Idle {
     /// Idle past [`HOT_IDLE`]: buffers released, park until this keep-alive deadline.
     Park(Instant),
     /// Timed out, shut down, or the peer left: close.
-    Closed,
+    Closed(CloseReason),
 }
 
 impl Conn {
@@ -110,6 +138,7 @@ impl Conn {
             key: Vec::new(),
             head: Vec::new(),
             segs: Segments::new(),
+            answers: Answers::default(),
             guard,
         }
     }
@@ -123,43 +152,68 @@ impl Conn {
         let mut rb = RecvBuf::new(buf);
         // Whether a request has been answered (so an empty buffer means "between requests").
         let mut answered = resumed;
+        // When the first byte of the next request head arrived (for its duration).
+        let mut first_byte = (!rb.unparsed().is_empty()).then(Instant::now);
         loop {
             let now = Now::read();
             let mut close = false;
             while !close && rb.skip_discarded() {
+                let started = *first_byte.get_or_insert_with(Instant::now);
                 let (head_len, body_len, composed) = match request::parse(rb.unparsed(), max_head) {
                     Ok(None) => break,
                     Err(reject) => {
-                        self.queue_closing_error(reject.status, now);
+                        let composed = self.queue_closing_error(reject.status, now);
+                        self.answers.push_rejected(
+                            &self.w,
+                            self.guard.peer,
+                            rb.unparsed(),
+                            composed,
+                            started,
+                        );
                         self.wire.flush(false).await?;
-                        return self.wire.linger(rb.into_vec()).await.map(|()| Exit::Done);
+                        self.answers.sent(&self.w);
+                        return self
+                            .wire
+                            .linger(rb.into_vec())
+                            .await
+                            .map(|()| Exit::Done(CloseReason::Limit));
                     }
                     Ok(Some(req)) => {
                         answered = true;
                         let head = &rb.unparsed()[..req.head_len];
-                        let composed = self.answer(&req, head, now).await?;
+                        let composed = self.answer(&req, head, now, started).await?;
                         (req.head_len, req.body_len, composed)
                     }
                 };
                 rb.consume(head_len, body_len);
+                // A pipelined head after it arrived with it (or before it was answered).
+                if rb.unparsed().is_empty() {
+                    first_byte = None;
+                }
                 close = composed.close;
                 // SECURITY: a client that pipelines and never reads is not read from
                 // until what it has queued (cache buffers included) is sent.
                 if !close && self.wire.is_full() {
                     self.wire.flush(false).await?;
+                    self.answers.sent(&self.w);
                 }
             }
             self.wire.flush(false).await?;
+            self.answers.sent(&self.w);
             if close {
                 // Pipelined bytes after the last answer: drain them so the close is clean.
                 if rb.has_leftover() {
-                    return self.wire.linger(rb.into_vec()).await.map(|()| Exit::Done);
+                    return self
+                        .wire
+                        .linger(rb.into_vec())
+                        .await
+                        .map(|()| Exit::Done(CloseReason::Limit));
                 }
-                return Ok(Exit::Done);
+                return Ok(Exit::Done(CloseReason::Limit));
             }
             let idle = rb.compact(max_head);
             if idle && self.w.stopping.get() {
-                return Ok(Exit::Done);
+                return Ok(Exit::Done(CloseReason::Shutdown));
             }
             if idle && answered {
                 let mut buf = rb.take();
@@ -168,8 +222,9 @@ impl Conn {
                     .await;
                 rb.put(buf);
                 match waited? {
-                    Idle::Closed => return Ok(Exit::Done),
+                    Idle::Closed(why) => return Ok(Exit::Done(why)),
                     Idle::Received => {
+                        first_byte = Some(Instant::now());
                         head_deadline = Instant::now() + self.w.cfg().header_timeout;
                         continue;
                     }
@@ -187,15 +242,27 @@ impl Conn {
                 .await;
             rb.put(got);
             match res? {
-                Recv::Data => {}
-                Recv::Eof | Recv::Stopped => return Ok(Exit::Done),
+                Recv::Data => {
+                    first_byte.get_or_insert_with(Instant::now);
+                }
+                Recv::Eof => return Ok(Exit::Done(CloseReason::Client)),
+                Recv::Stopped => return Ok(Exit::Done(CloseReason::Shutdown)),
                 // Nothing of a request yet: close without a word.
-                Recv::TimedOut if idle => return Ok(Exit::Done),
+                Recv::TimedOut if idle => return Ok(Exit::Done(CloseReason::HeaderTimeout)),
                 Recv::TimedOut => {
                     // RFC 9110 §15.5.9: tell a client whose head never finished why we close.
-                    self.queue_closing_error(Status::RequestTimeout, Now::read());
+                    let composed = self.queue_closing_error(Status::RequestTimeout, Now::read());
+                    let started = first_byte.unwrap_or_else(Instant::now);
+                    self.answers.push_rejected(
+                        &self.w,
+                        self.guard.peer,
+                        rb.unparsed(),
+                        composed,
+                        started,
+                    );
                     self.wire.flush(false).await?;
-                    return Ok(Exit::Done);
+                    self.answers.sent(&self.w);
+                    return Ok(Exit::Done(CloseReason::HeaderTimeout));
                 }
             }
         }
@@ -222,8 +289,11 @@ impl Conn {
         *buf = got;
         match res? {
             Recv::Data => return Ok(Idle::Received),
-            Recv::Eof | Recv::Stopped => return Ok(Idle::Closed),
-            Recv::TimedOut if hot_deadline >= deadline => return Ok(Idle::Closed),
+            Recv::Eof => return Ok(Idle::Closed(CloseReason::Client)),
+            Recv::Stopped => return Ok(Idle::Closed(CloseReason::Shutdown)),
+            Recv::TimedOut if hot_deadline >= deadline => {
+                return Ok(Idle::Closed(CloseReason::KeepaliveTimeout));
+            }
             Recv::TimedOut => {}
         }
         // Cold: park (the connection keeps only its socket).
@@ -231,7 +301,7 @@ impl Conn {
     }
 
     /// Queues an error after which the connection closes (a rejected head, a timeout).
-    fn queue_closing_error(&mut self, status: Status, now: Now) {
+    fn queue_closing_error(&mut self, status: Status, now: Now) -> Composed {
         let w = self.w.clone();
         let date = w.date.get(now);
         let ctx = Context {
@@ -242,27 +312,41 @@ impl Conn {
             vary_accept: false,
             boundary: &|| w.boundary(),
         };
-        compose::compose_closing_error(status, &ctx, self.wire.own_buf(), &mut self.segs);
+        let composed =
+            compose::compose_closing_error(status, &ctx, self.wire.own_buf(), &mut self.segs);
         for seg in self.segs.as_slice() {
             if let Segment::Own(r) = seg {
                 self.wire.queue_written(r.clone());
             }
         }
+        composed
     }
 
     /// Answers an admitted request whose head is `head`: composes the response, then
     /// queues and sends its segments.
-    async fn answer(&mut self, req: &Request<'_>, head: &[u8], now: Now) -> io::Result<Composed> {
+    async fn answer(
+        &mut self,
+        req: &Request<'_>,
+        head: &[u8],
+        now: Now,
+        started: Instant,
+    ) -> io::Result<Composed> {
         if req.fields.repeated != 0 {
             let mut joined = Vec::new();
             let mut req = req.clone();
             request::join_repeated(head, &mut req.fields, &mut joined);
-            return self.answer_joined(&req, now).await;
+            return self.answer_joined(&req, head, now, started).await;
         }
-        self.answer_joined(req, now).await
+        self.answer_joined(req, head, now, started).await
     }
 
-    async fn answer_joined(&mut self, req: &Request<'_>, now: Now) -> io::Result<Composed> {
+    async fn answer_joined(
+        &mut self,
+        req: &Request<'_>,
+        head: &[u8],
+        now: Now,
+        started: Instant,
+    ) -> io::Result<Composed> {
         #[cfg(test)]
         if super::fault::armed(super::fault::Fault::PanicInConnection)
             && req.path == super::fault::PANIC_PATH.as_bytes()
@@ -300,6 +384,17 @@ impl Conn {
             &mut self.head
         };
         let composed = compose::compose(req, &reply.view(), &ctx, out, &mut self.segs);
+        let logged = w.log.is_some();
+        let answer = Answer {
+            started,
+            composed,
+            cache_hit: file.is_some() && w.store.last_was_hit(),
+            encoding: file
+                .filter(|_| logged && matches!(composed.status.code(), 200 | 206))
+                .and_then(|f| observe::content_encoding(&f.rep.fields)),
+        };
+        // Counted and logged once sent (or once the connection fails).
+        self.answers.push(&w, self.guard.peer, req, head, answer);
         self.send_segments(file, in_batch).await?;
         Ok(composed)
     }

@@ -57,7 +57,7 @@ pub(crate) fn render(
         Err(OpenError::NotFound) => Err(Status::NotFound),
         Err(OpenError::Forbidden) => Err(Status::Forbidden),
         Err(OpenError::Io(e)) => {
-            eprintln!("fserve: cannot list {}: {e}", rel.escape_ascii());
+            crate::diag::error(&format!("cannot list {}: {e}", rel.escape_ascii()));
             Err(Status::InternalServerError)
         }
     }

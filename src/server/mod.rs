@@ -8,8 +8,13 @@
 //!    allowed), so a refusal is one clear error;
 //! 3. refuse an address and port that something else already listens on, then bind one
 //!    SO_REUSEPORT listener per worker (port 0: the first picks, the rest follow);
-//! 4. start the workers, each with its own runtime, listener, cache and date (worker.rs),
-//!    and wait until every one is up.
+//! 4. open the access log (`--access-log`: one writer thread) and start the admin listener
+//!    (`--admin`: `/metrics`, `/healthz`, `/readyz`);
+//! 5. start the workers, each with its own runtime, listener, cache, date, counters and log
+//!    buffer (worker.rs), wait until every one is up, then report ready.
+//!
+//! A [`Handle`] reaches a running server from another thread (signals): readiness off
+//! (a shutdown is coming), reopen the access log, drop the file caches.
 //!
 //! Shutdown ([`Server::shutdown`]): every worker stops listening, lets in-flight responses
 //! finish and closes idle connections; when the grace period ends it shuts down the sockets
@@ -24,6 +29,7 @@ mod conn;
 #[cfg(test)]
 mod fault;
 mod listing;
+mod observe;
 mod parking;
 mod recv_buf;
 mod respond;
@@ -36,13 +42,17 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, ConfigError};
+use crate::accesslog::AccessLog;
+use crate::admin::Admin;
+use crate::config::{Config, ConfigError, LogSink};
 use crate::engine;
 use crate::fs::Root;
+use crate::metrics::Metrics;
 
 pub use crate::engine::ProbeError;
 
@@ -53,6 +63,8 @@ pub const EXIT_WORKER_PANIC: i32 = 70;
 /// Extra time, beyond the grace period and the teardown, that [`Server::shutdown`] waits
 /// for workers to end.
 const JOIN_SLACK: Duration = Duration::from_secs(2);
+/// At shutdown, how long to wait for the access log's writer to write the last lines.
+const LOG_SYNC_WAIT: Duration = Duration::from_secs(2);
 
 /// Why the server could not start. Its `Display` is one line: the cause and the fix.
 #[derive(Debug)]
@@ -71,6 +83,14 @@ pub enum StartError {
     Worker(io::Error),
     /// Sockets passed by systemd (LISTEN_FDS) that fserve cannot use.
     Activation(String),
+    Admin {
+        addr: SocketAddr,
+        err: io::Error,
+    },
+    AccessLog {
+        sink: LogSink,
+        err: io::Error,
+    },
 }
 
 impl fmt::Display for StartError {
@@ -118,6 +138,18 @@ impl fmt::Display for StartError {
             },
             StartError::Uring(e) => e.fmt(f),
             StartError::Worker(e) => write!(f, "cannot start a worker thread: {e}"),
+            StartError::Admin { addr, err } => write!(
+                f,
+                "--admin {addr}: cannot listen there: {err}; choose a free address and port for the admin listener"
+            ),
+            StartError::AccessLog { sink, err } => match sink {
+                LogSink::File(path) => write!(
+                    f,
+                    "--access-log {}: cannot open it for appending: {err}; give a path in a writable directory, or - for standard output",
+                    path.display()
+                ),
+                LogSink::Stdout => write!(f, "--access-log -: cannot start the log writer: {err}"),
+            },
         }
     }
 }
@@ -136,6 +168,37 @@ pub struct Server {
     stop: tokio::sync::watch::Sender<bool>,
     done: mpsc::Receiver<()>,
     threads: Vec<JoinHandle<()>>,
+    handle: Handle,
+    /// Dropped after the workers (field order), so that `/readyz` says 503 throughout.
+    admin: Option<Admin>,
+}
+
+/// Reaches a running [`Server`] from any thread (e.g. a signal handler's).
+#[derive(Clone)]
+pub struct Handle {
+    metrics: Arc<Metrics>,
+    log: Option<Arc<AccessLog>>,
+    shared: Arc<worker::Shared>,
+}
+
+impl Handle {
+    /// Turns `/readyz` to 503 (at once), so load balancers stop sending new requests
+    /// before the listeners close; serving goes on.
+    pub fn set_unready(&self) {
+        self.metrics.set_ready(false);
+    }
+
+    /// Reopens the access log file (after logrotate moved it); never blocks.
+    pub fn reopen_log(&self) {
+        if let Some(log) = &self.log {
+            log.reopen();
+        }
+    }
+
+    /// Has every worker drop its file cache, within a second (at its next tick).
+    pub fn drop_caches(&self) {
+        self.shared.cache_generation.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Server {
@@ -173,7 +236,31 @@ impl Server {
         let addr = listeners[0].local_addr().map_err(StartError::Worker)?;
 
         let open_files_needed = settings.open_files_needed;
-        let shared = Arc::new(worker::Shared::new(settings, root_fd, engine));
+        let metrics = Arc::new(Metrics::new(workers, engine.name()));
+        let log = match &settings.access_log {
+            Some(sink) => Some(Arc::new(
+                AccessLog::start(sink.clone(), settings.log_format).map_err(|err| {
+                    StartError::AccessLog {
+                        sink: sink.clone(),
+                        err,
+                    }
+                })?,
+            )),
+            None => None,
+        };
+        let admin = match settings.admin {
+            Some(addr) => Some(
+                Admin::start(addr, metrics.clone())
+                    .map_err(|err| StartError::Admin { addr, err })?,
+            ),
+            None => None,
+        };
+        let shared = Arc::new(worker::Shared::new(
+            settings,
+            root_fd,
+            engine,
+            metrics.clone(),
+        ));
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let (ready_tx, ready_rx) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
@@ -185,6 +272,7 @@ impl Server {
             let stop_rx = stop_rx.clone();
             let ready_tx = ready_tx.clone();
             let done_tx = done_tx.clone();
+            let worker_log = log.as_ref().map(|l| l.worker());
             let thread = std::thread::Builder::new()
                 .name(format!("fserve-w{id}"))
                 .spawn(move || {
@@ -194,7 +282,7 @@ impl Server {
                     // A panic in the worker's own loop exits the process from inside its
                     // runtime (worker::worker_panicked): unwinding out of it would drop an
                     // io_uring runtime with ops in flight.
-                    worker::run(id, shared, listener, stop_rx, ready_tx);
+                    worker::run(id, shared, listener, stop_rx, ready_tx, worker_log);
                     let _ = done_tx.send(());
                 })
                 .map_err(StartError::Worker)?;
@@ -213,6 +301,12 @@ impl Server {
             stop,
             done,
             threads,
+            handle: Handle {
+                metrics,
+                log,
+                shared,
+            },
+            admin,
         };
         for _ in 0..workers {
             match ready_rx.recv() {
@@ -228,7 +322,19 @@ impl Server {
                 }
             }
         }
+        // Every worker accepts.
+        server.handle.metrics.set_ready(true);
         Ok(server)
+    }
+
+    /// A handle for other threads: readiness, log reopening, cache dropping.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// The admin listener's address (`--admin`), once bound.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(Admin::local_addr)
     }
 
     /// Open files these settings may need at once (connections, what each worker holds
@@ -267,6 +373,7 @@ impl Server {
     }
 
     fn stop_and_join(&mut self) -> bool {
+        self.handle.set_unready();
         let _ = self.stop.send(true);
         let deadline = Instant::now() + self.grace + worker::TEARDOWN_DEADLINE + JOIN_SLACK;
         let mut ended = 0;
@@ -285,6 +392,10 @@ impl Server {
         } else {
             // Leave stuck workers detached: the process is about to exit anyway.
             self.threads.clear();
+        }
+        // The workers handed their last lines over; see them written.
+        if let Some(log) = &self.handle.log {
+            log.sync(LOG_SYNC_WAIT);
         }
         all
     }

@@ -177,7 +177,7 @@ fn open_error(e: OpenError, key: &[u8]) -> Reply {
         OpenError::Forbidden => Reply::Error(Status::Forbidden),
         OpenError::Io(e) => {
             // SECURITY: the path is request data; escaped, it cannot forge log lines.
-            eprintln!("fserve: cannot open {}: {e}", key.escape_ascii());
+            crate::diag::error(&format!("cannot open {}: {e}", key.escape_ascii()));
             Reply::Error(Status::InternalServerError)
         }
     }

@@ -109,6 +109,21 @@ pub(crate) struct Store {
     held: RefCell<Vec<Held>>,
     /// Rendered directory listings, revalidated like files.
     listings: super::listing::ListingCache,
+    /// Lookups answered from the cache and not, and whether the last one was (for the
+    /// metrics and the access log; the worker's tick copies them into its counters).
+    hits: Cell<u64>,
+    misses: Cell<u64>,
+    last_hit: Cell<bool>,
+}
+
+/// What the worker reports of its store in `/metrics`.
+pub(crate) struct StoreStats {
+    pub(crate) entries: u64,
+    pub(crate) bytes: u64,
+    pub(crate) hits: u64,
+    pub(crate) misses: u64,
+    pub(crate) evictions: u64,
+    pub(crate) open_files: u64,
 }
 
 impl Store {
@@ -124,7 +139,33 @@ impl Store {
             cache_control: cfg.cache_control.as_deref().map(Into::into),
             held: RefCell::new(Vec::new()),
             listings: super::listing::ListingCache::default(),
+            hits: Cell::new(0),
+            misses: Cell::new(0),
+            last_hit: Cell::new(false),
         }
+    }
+
+    pub(crate) fn stats(&self) -> StoreStats {
+        let cache = self.cache.borrow();
+        StoreStats {
+            entries: cache.len() as u64,
+            bytes: cache.used_bytes() as u64,
+            hits: self.hits.get(),
+            misses: self.misses.get(),
+            evictions: cache.evictions(),
+            open_files: self.held_open() as u64,
+        }
+    }
+
+    /// Whether the last [`Store::lookup`] was answered from the cache.
+    pub(crate) fn last_was_hit(&self) -> bool {
+        self.last_hit.get()
+    }
+
+    /// Drops every cached file (SIGHUP); held-open files close once no response uses them.
+    pub(crate) fn clear(&self) {
+        self.held.borrow_mut().clear();
+        self.cache.borrow_mut().clear();
     }
 
     /// The worker's rendered directory listings.
@@ -214,7 +255,6 @@ impl Store {
     }
 
     /// Large files held open now.
-    #[cfg(test)]
     fn held_open(&self) -> usize {
         self.held
             .borrow()
@@ -233,9 +273,17 @@ impl Store {
         listing: bool,
         now: Now,
     ) -> Result<Loaded, OpenError> {
-        match self.cached(key, now) {
-            Some(hit) => Ok(Loaded::File(hit)),
-            None => self.load_identity(key, trailing_slash, listing, now),
+        let hit = self.cached(key, now);
+        self.last_hit.set(hit.is_some());
+        match hit {
+            Some(hit) => {
+                self.hits.set(self.hits.get() + 1);
+                Ok(Loaded::File(hit))
+            }
+            None => {
+                self.misses.set(self.misses.get() + 1);
+                self.load_identity(key, trailing_slash, listing, now)
+            }
         }
     }
 

@@ -1,11 +1,14 @@
-//! One worker: a thread with its own ring, listener, file cache and date; an accept loop
-//! that spawns a task per connection, bounded by the worker's share of `--max-connections`.
+//! One worker: a thread with its own ring, listener, file cache, date, counters and access-log
+//! buffer; an accept loop that spawns a task per connection, bounded by the worker's share of
+//! `--max-connections`; and a one-second tick that hands the log buffer over, copies the
+//! cache's figures into the counters, and drops the cache when asked (SIGHUP).
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::net::TcpListener;
+use std::net::{IpAddr, TcpListener};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -15,9 +18,11 @@ use super::clock::{DateCache, Now};
 use super::conn;
 use super::parking::{self, Parking};
 use super::store::Store;
+use crate::accesslog::{Flushed, WorkerLog};
 use crate::config::Settings;
 use crate::engine::{self, Closer, Kind, Listener, Teardown};
 use crate::fs::Root;
+use crate::metrics::{CloseReason, Metrics, WorkerMetrics};
 
 /// Read-only state every worker shares.
 pub(super) struct Shared {
@@ -26,19 +31,29 @@ pub(super) struct Shared {
     pub engine: Kind,
     /// Field lines every response carries: `--header`s, and CORS with `--cors`.
     pub site_fields: Vec<u8>,
+    /// Every worker's counters (each writes only its own block).
+    pub metrics: Arc<Metrics>,
+    /// Raised to have every worker drop its file cache (SIGHUP); each looks at its tick.
+    pub cache_generation: AtomicU64,
 }
 
 impl Shared {
-    pub(super) fn new(cfg: Settings, root: Root, engine: Kind) -> Shared {
+    pub(super) fn new(cfg: Settings, root: Root, engine: Kind, metrics: Arc<Metrics>) -> Shared {
         let site_fields = cfg.site_fields.clone();
         Shared {
             cfg,
             root: Arc::new(root),
             engine,
             site_fields,
+            metrics,
+            cache_generation: AtomicU64::new(0),
         }
     }
 }
+
+/// How often a worker hands its access-log buffer over (if it holds anything), copies its
+/// cache figures into its counters, and looks for a request to drop its cache.
+const TICK: Duration = crate::accesslog::FLUSH_INTERVAL;
 
 /// How often a worker closes the held-open files that have gone idle.
 const HELD_OPEN_SWEEP: Duration = Duration::from_secs(5);
@@ -50,6 +65,12 @@ const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// A worker's own state: used by its thread alone.
 pub(super) struct Worker {
     pub shared: Arc<Shared>,
+    /// This worker's index: its counters' block, its log lines' `worker`.
+    pub id: usize,
+    /// This worker's access-log buffer (`--access-log`).
+    pub log: Option<WorkerLog>,
+    /// The cache generation this worker's cache belongs to.
+    generation: Cell<u64>,
     /// This worker's files: its cache, the root, the limits.
     pub(crate) store: Store,
     pub date: DateCache,
@@ -76,6 +97,48 @@ impl Worker {
         &self.shared.cfg
     }
 
+    /// This worker's counters (it is their only writer).
+    pub(super) fn metrics(&self) -> &WorkerMetrics {
+        self.shared.metrics.worker(self.id)
+    }
+
+    /// Counts what a hand-over of the log buffer did.
+    pub(super) fn count_log(&self, f: Flushed) {
+        let m = self.metrics();
+        if f.written > 0 {
+            m.log_lines.add(f.written);
+        }
+        if f.dropped > 0 {
+            m.log_dropped.add(f.dropped);
+        }
+    }
+
+    /// Hands the log buffer to the writer (if anything is in it).
+    fn flush_log(&self) {
+        if let Some(log) = &self.log {
+            self.count_log(log.flush());
+        }
+    }
+
+    /// Once a second: the log buffer goes to the writer, the cache's figures to the
+    /// counters, and the cache is dropped if asked (SIGHUP).
+    fn tick(&self) {
+        let generation = self.shared.cache_generation.load(Ordering::Relaxed);
+        if generation != self.generation.get() {
+            self.generation.set(generation);
+            self.store.clear();
+        }
+        let s = self.store.stats();
+        let m = self.metrics();
+        m.cache_entries.set(s.entries);
+        m.cache_bytes.set(s.bytes);
+        m.cache_hits.set(s.hits);
+        m.cache_misses.set(s.misses);
+        m.cache_evictions.set(s.evictions);
+        m.open_files.set(s.open_files);
+        self.flush_log();
+    }
+
     /// A fresh multipart boundary.
     pub(super) fn boundary(&self) -> [u8; crate::http::range::BOUNDARY_LEN] {
         use std::hash::BuildHasher;
@@ -98,10 +161,15 @@ const ACCEPT_STOP_WAIT: Duration = Duration::from_secs(1);
 pub(super) struct ConnGuard {
     w: Rc<Worker>,
     key: usize,
+    /// The peer's address, read once at accept when a log is kept.
+    pub peer: Option<IpAddr>,
+    /// Why the connection ended, counted when it does (a task that panicked: an error).
+    close: Cell<CloseReason>,
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
+        self.w.metrics().closed(self.close.get());
         self.w.live.borrow_mut().remove(self.key);
         self.w.conns.set(self.w.conns.get() - 1);
         self.w.conn_closed.notify_waiters();
@@ -119,10 +187,10 @@ fn worker_panicked() -> ! {
         .name()
         .and_then(|n| n.strip_prefix("fserve-w"))
         .unwrap_or("?");
-    eprintln!(
-        "fserve: worker {id} panicked (a bug: the message is above); exiting with code {} so a supervisor restarts fserve",
+    crate::diag::error(&format!(
+        "worker {id} panicked (a bug: the message is above); exiting with code {} so a supervisor restarts fserve",
         super::EXIT_WORKER_PANIC
-    );
+    ));
     std::process::exit(super::EXIT_WORKER_PANIC)
 }
 
@@ -134,6 +202,7 @@ pub(super) fn run(
     listener: TcpListener,
     mut stop_rx: tokio::sync::watch::Receiver<bool>,
     ready: mpsc::Sender<io::Result<()>>,
+    log: Option<WorkerLog>,
 ) {
     let kind = shared.engine;
     let max_conns = shared.cfg.max_conns_per_worker;
@@ -150,7 +219,10 @@ pub(super) fn run(
         let _ = ready.send(Ok(()));
         let w = Rc::new(Worker {
             store: Store::new(shared.root.clone(), &shared.cfg),
+            generation: Cell::new(shared.cache_generation.load(Ordering::Relaxed)),
             shared,
+            id,
+            log,
             date: DateCache::new(),
             stopping: Cell::new(false),
             stop: Notify::new(),
@@ -189,11 +261,25 @@ pub(super) fn run(
                 }
             });
         }
+        {
+            let w = w.clone();
+            engine::spawn(async move {
+                while !w.stopping.get() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(TICK) => w.tick(),
+                        _ = w.stop.notified() => break,
+                    }
+                }
+            });
+        }
         accept_loop(&w, &listener).await;
         // Closing our descriptor stops listening (a socket systemd passed stays bound in its
         // hands, so a restart refuses no connection).
         drop(listener);
-        teardown(id, &w, grace).await
+        let ended = teardown(id, &w, grace).await;
+        // After the drain: the last lines go to the writer.
+        w.flush_log();
+        ended
     };
     if let Err(e) = engine::block_on(kind, body, worker_panicked) {
         let _ = ready_err.send(Err(e));
@@ -222,11 +308,11 @@ async fn teardown(id: usize, w: &Worker, grace: Duration) -> Teardown {
         .await
         .is_err()
     {
-        eprintln!(
-            "fserve: worker {id}: {} connection(s) still busy after the {}s grace period; closing them",
+        crate::diag::warn(&format!(
+            "worker {id}: {} connection(s) still busy after the {}s grace period; closing them",
             w.conns.get(),
             grace.as_secs_f64()
-        );
+        ));
         for (_, closer) in w.live.borrow().iter() {
             closer.shut();
         }
@@ -243,12 +329,12 @@ async fn teardown(id: usize, w: &Worker, grace: Duration) -> Teardown {
     {
         return Teardown::Drained;
     }
-    eprintln!(
-        "fserve: worker {id}: {} connection(s) and {} I/O operation(s) still pending {}s after their sockets were shut down; leaving the worker's runtime in place rather than free memory the kernel may still use",
+    crate::diag::warn(&format!(
+        "worker {id}: {} connection(s) and {} I/O operation(s) still pending {}s after their sockets were shut down; leaving the worker's runtime in place rather than free memory the kernel may still use",
         w.conns.get(),
         engine::ops_in_flight(kind),
         TEARDOWN_DEADLINE.as_secs_f64()
-    );
+    ));
     Teardown::InFlight
 }
 
@@ -287,8 +373,19 @@ async fn accept_loop(w: &Rc<Worker>, listener: &Listener) {
                     panic!("injected fault: the accept loop");
                 }
                 w.conns.set(w.conns.get() + 1);
+                w.metrics().accepted.add(1);
                 let key = w.live.borrow_mut().insert(sock.closer());
-                let guard = ConnGuard { w: w.clone(), key };
+                let peer = if w.log.is_some() {
+                    sock.peer_ip()
+                } else {
+                    None
+                };
+                let guard = ConnGuard {
+                    w: w.clone(),
+                    key,
+                    peer,
+                    close: Cell::new(CloseReason::Error),
+                };
                 engine::spawn(conn::serve(guard, sock));
             }
             Err(e) => {
@@ -303,11 +400,11 @@ async fn accept_loop(w: &Rc<Worker>, listener: &Listener) {
                 if last_log.is_none_or(|t| now.duration_since(t) >= ACCEPT_LOG_INTERVAL) {
                     last_log = Some(now);
                     if out_of_fds {
-                        eprintln!(
-                            "fserve: accept failed: {e}; raise the open-file limit (ulimit -n) or lower --max-connections; retrying"
-                        );
+                        crate::diag::error(&format!(
+                            "accept failed: {e}; raise the open-file limit (ulimit -n) or lower --max-connections; retrying"
+                        ));
                     } else {
-                        eprintln!("fserve: accept failed: {e}; retrying");
+                        crate::diag::error(&format!("accept failed: {e}; retrying"));
                     }
                 }
                 if out_of_fds {
@@ -324,5 +421,10 @@ async fn accept_loop(w: &Rc<Worker>, listener: &Listener) {
 impl ConnGuard {
     pub(super) fn worker(&self) -> &Rc<Worker> {
         &self.w
+    }
+
+    /// Records why the connection ends (counted when the guard goes).
+    pub(super) fn closing(&self, why: CloseReason) {
+        self.close.set(why);
     }
 }

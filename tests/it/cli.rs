@@ -1,5 +1,5 @@
 //! The real binary: start line, serving, SIGTERM/SIGINT exit 0, start-up
-//! failures exit 2 with one `fserve: ` line (settings that make no sense name their
+//! failures exit 2 with one `fserve: ` diagnostic line (settings that make no sense name their
 //! flag; a port something already listens on), the open-file limit, --help.
 
 use std::io::{BufRead, BufReader, Read};
@@ -57,9 +57,18 @@ impl Running {
         }
     }
 
+    /// The next diagnostic's message (`fserve: …`), its time and level checked.
     fn next_line(&self, within: Duration) -> String {
+        self.next_diag(within).1
+    }
+
+    /// The next diagnostic line's level and message.
+    fn next_diag(&self, within: Duration) -> (String, String) {
         match self.stderr_lines.recv_timeout(within) {
-            Ok(l) => l,
+            Ok(l) => {
+                let (level, msg) = diag_parts(&l);
+                (level.to_string(), msg.to_string())
+            }
             Err(e) => panic!("no stderr line from fserve within {within:?}: {e:?}"),
         }
     }
@@ -144,6 +153,45 @@ fn site() -> tempfile::TempDir {
     tmp
 }
 
+/// A diagnostic line, `2026-12-01T23:09:07.042Z ERROR fserve: …`: its level and its
+/// message from `fserve: ` on (panics on any other shape).
+pub(super) fn diag_parts(line: &str) -> (&str, &str) {
+    let (time, rest) = line
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("{line:?} is not a diagnostic line"));
+    let b = time.as_bytes();
+    let shape_ok = b.len() == 24
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            4 | 7 => c == b'-',
+            10 => c == b'T',
+            13 | 16 => c == b':',
+            19 => c == b'.',
+            23 => c == b'Z',
+            _ => c.is_ascii_digit(),
+        });
+    assert!(
+        shape_ok,
+        "{line:?} does not start with an RFC 3339 UTC time"
+    );
+    let (level, msg) = rest
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("{line:?} has no level"));
+    assert!(
+        ["INFO", "WARN", "ERROR"].contains(&level),
+        "{line:?}: level {level:?}"
+    );
+    assert!(
+        msg.starts_with("fserve: "),
+        "the message of {line:?} must start with 'fserve: '"
+    );
+    (level, msg)
+}
+
+/// The message of the one diagnostic line in `stderr`.
+fn message(stderr: &str) -> &str {
+    diag_parts(stderr.lines().next().unwrap_or_default()).1
+}
+
 fn assert_one_fserve_line(stderr: &str) {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(
@@ -151,11 +199,8 @@ fn assert_one_fserve_line(stderr: &str) {
         1,
         "expected exactly one stderr line, got {stderr:?}"
     );
-    assert!(
-        lines[0].starts_with("fserve: "),
-        "stderr line {:?} must start with 'fserve: '",
-        lines[0]
-    );
+    let (level, _) = diag_parts(lines[0]);
+    assert_eq!(level, "ERROR", "{stderr:?}");
     assert!(!stderr.contains("panicked"), "panic on stderr: {stderr:?}");
     assert!(
         !stderr.to_lowercase().contains("backtrace"),
@@ -398,7 +443,7 @@ fn settings_that_make_no_sense_exit_2_with_one_line_naming_the_flag() {
         assert_eq!(status.code(), Some(2), "{args:?}: stderr {stderr:?}");
         assert_one_fserve_line(&stderr);
         assert!(
-            stderr.starts_with(&format!("fserve: {flag}")),
+            message(&stderr).starts_with(&format!("fserve: {flag}")),
             "{args:?}: {stderr:?} does not start by naming {flag}"
         );
     }
@@ -497,9 +542,10 @@ fn the_open_file_limit_is_raised_and_a_shortfall_is_said_once() {
         .stdin(Stdio::null());
     let mut run = Running::spawn(sh);
     let port = parse_start_line(&run.next_line(Duration::from_secs(10)), site.path(), 1);
-    let warning = run.next_line(Duration::from_secs(5));
+    let (level, warning) = run.next_diag(Duration::from_secs(5));
+    assert_eq!(level, "WARN", "{warning:?}");
     assert!(
-        warning.starts_with("fserve: warning: ")
+        warning.starts_with("fserve: these settings may need ")
             && warning.contains("open-file limit is 256")
             && warning.contains("ulimit -n"),
         "{warning:?}"

@@ -286,9 +286,13 @@ fn passed_sockets_that_match_no_worker_count_are_one_line_and_exit_2() {
     assert_eq!(code, "2\n", "fserve's exit code");
     let mut stderr = String::new();
     l.err.read_to_string(&mut stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr:?}");
+    let (level, message) = super::cli::diag_parts(lines[0]);
+    assert_eq!(level, "ERROR");
     assert_eq!(
-        stderr,
-        "fserve: systemd passed 2 sockets to 3 workers; pass one socket (all workers share it) or one per worker (--threads 2)\n"
+        message,
+        "fserve: systemd passed 2 sockets to 3 workers; pass one socket (all workers share it) or one per worker (--threads 2)"
     );
 }
 

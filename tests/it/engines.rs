@@ -104,6 +104,7 @@ fn binary_says_why_and_serves_with_epoll_under_seccomp() {
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let first = lines.next().expect("a line").unwrap();
+    assert!(first.contains(" WARN fserve: "), "{first}");
     assert!(
         first.contains("io_uring is refused")
             && first.ends_with("serving with the epoll engine instead"),

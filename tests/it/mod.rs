@@ -21,6 +21,7 @@ mod headers;
 mod hostile;
 mod keepalive;
 mod lifecycle;
+mod observability;
 mod paths;
 mod pipeline;
 mod pipelining;

@@ -63,6 +63,11 @@ pub(crate) struct Socket {
 }
 
 impl Socket {
+    /// The peer's address (one `getpeername`).
+    pub(crate) fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        self.inner.peer_addr().ok().map(|a| a.ip())
+    }
+
     /// Receives into the spare capacity of `buf`; `Ok(0)` is the peer's end of stream.
     pub(crate) async fn recv(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         if buf.len() == buf.capacity() {

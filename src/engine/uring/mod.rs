@@ -411,6 +411,12 @@ impl Socket {
         ops::poll_out(&self.fd).await
     }
 
+    /// The peer's address (one `getpeername`; the accept op does not ask for it).
+    pub(crate) fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        let addr = rustix::net::getpeername(&*self.fd).ok()??;
+        std::net::SocketAddr::try_from(addr).ok().map(|a| a.ip())
+    }
+
     /// Receives what is already there into the spare capacity of `buf`, without waiting
     /// (`ErrorKind::WouldBlock`: nothing yet); `Ok(0)` is the peer's end of stream.
     pub(crate) fn try_recv(&self, buf: &mut Vec<u8>) -> io::Result<usize> {

@@ -104,6 +104,22 @@ impl TestServer {
         }
     }
 
+    /// The admin listener's address (the server was started with `cfg.admin`).
+    #[allow(dead_code)] // for the observability tests
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.server
+            .as_ref()
+            .expect("server running")
+            .admin_addr()
+            .expect("the server has an admin listener")
+    }
+
+    /// A handle to the running server (readiness, log reopening, cache dropping).
+    #[allow(dead_code)] // for the observability tests
+    pub fn handle(&self) -> fserve::server::Handle {
+        self.server.as_ref().expect("server running").handle()
+    }
+
     /// A new raw connection to the server.
     pub fn connect(&self) -> Conn {
         Conn::open(self.addr)
@@ -201,6 +217,16 @@ pub struct BinServer {
     pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
+/// The message of a diagnostic line (`2026-12-01T23:09:07.042Z INFO fserve: …`), from
+/// `fserve: ` on; the line itself if it has no time and level.
+pub fn diag_message(line: &str) -> &str {
+    let mut parts = line.splitn(3, ' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(time), Some("INFO" | "WARN" | "ERROR"), Some(msg)) if time.ends_with('Z') => msg,
+        _ => line,
+    }
+}
+
 impl BinServer {
     pub const BIN: &'static str = env!("CARGO_BIN_EXE_fserve");
 
@@ -247,7 +273,8 @@ impl BinServer {
         let line = rx
             .recv_timeout(Duration::from_secs(10))
             .unwrap_or_else(|e| panic!("no start line from fserve within 10 s: {e:?}"));
-        // `fserve: serving ROOT at http://127.0.0.1:PORT/ (N workers, ENGINE)`
+        // `TIME INFO fserve: serving ROOT at http://127.0.0.1:PORT/ (N workers, ENGINE)`
+        let line = diag_message(&line).to_string();
         let prefix = format!(
             "fserve: serving {} at http://127.0.0.1:",
             fs::canonicalize(root).unwrap().display()
