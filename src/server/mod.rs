@@ -282,7 +282,15 @@ impl Server {
                     // A panic in the worker's own loop exits the process from inside its
                     // runtime (worker::worker_panicked): unwinding out of it would drop an
                     // io_uring runtime with ops in flight.
-                    worker::run(id, shared, listener, stop_rx, ready_tx, worker_log);
+                    worker::run(
+                        id,
+                        shared,
+                        listener,
+                        stop_rx,
+                        ready_tx,
+                        worker_log,
+                        conn::serve,
+                    );
                     let _ = done_tx.send(());
                 })
                 .map_err(StartError::Worker)?;

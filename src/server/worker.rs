@@ -15,12 +15,11 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::clock::{DateCache, Now};
-use super::conn;
 use super::parking::{self, Parking};
 use super::store::Store;
 use crate::accesslog::{Flushed, WorkerLog};
 use crate::config::Settings;
-use crate::engine::{self, Closer, Kind, Listener, Teardown};
+use crate::engine::{self, Closer, Kind, Listener, Socket, Teardown};
 use crate::fs::Root;
 use crate::metrics::{CloseReason, Metrics, WorkerMetrics};
 
@@ -195,15 +194,21 @@ fn worker_panicked() -> ! {
 }
 
 /// The worker thread's body: build the runtime, report readiness, serve until told to stop,
-/// then drain and tear down (see [`teardown`]).
-pub(super) fn run(
+/// then drain and tear down (see [`teardown`]). `serve` runs one accepted connection (the
+/// connection loop): the server hands it in, so this module needs nothing of that one.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run<S, F>(
     id: usize,
     shared: Arc<Shared>,
     listener: TcpListener,
     mut stop_rx: tokio::sync::watch::Receiver<bool>,
     ready: mpsc::Sender<io::Result<()>>,
     log: Option<WorkerLog>,
-) {
+    serve: S,
+) where
+    S: Fn(ConnGuard, Socket) -> F,
+    F: Future<Output = ()> + 'static,
+{
     let kind = shared.engine;
     let max_conns = shared.cfg.max_conns_per_worker;
     let grace = shared.cfg.grace;
@@ -272,7 +277,7 @@ pub(super) fn run(
                 }
             });
         }
-        accept_loop(&w, &listener).await;
+        accept_loop(&w, &listener, &serve).await;
         // Closing our descriptor stops listening (a socket systemd passed stays bound in its
         // hands, so a restart refuses no connection).
         drop(listener);
@@ -338,7 +343,11 @@ async fn teardown(id: usize, w: &Worker, grace: Duration) -> Teardown {
     Teardown::InFlight
 }
 
-async fn accept_loop(w: &Rc<Worker>, listener: &Listener) {
+async fn accept_loop<S, F>(w: &Rc<Worker>, listener: &Listener, serve: &S)
+where
+    S: Fn(ConnGuard, Socket) -> F,
+    F: Future<Output = ()> + 'static,
+{
     let mut last_log: Option<tokio::time::Instant> = None;
     loop {
         while w.conns.get() >= w.max_conns && !w.stopping.get() {
@@ -386,7 +395,7 @@ async fn accept_loop(w: &Rc<Worker>, listener: &Listener) {
                     peer,
                     close: Cell::new(CloseReason::Error),
                 };
-                engine::spawn(conn::serve(guard, sock));
+                engine::spawn(serve(guard, sock));
             }
             Err(e) => {
                 if w.stopping.get() {
