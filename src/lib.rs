@@ -19,6 +19,7 @@ mod engine;
 pub mod fs;
 pub mod healthcheck;
 pub mod http;
+mod compress;
 pub mod server;
 
 pub use config::Config;

@@ -1,0 +1,552 @@
+//! Compressed variants of text files (Brotli, zstd, gzip), made once per process, in the
+//! background, and shared by every worker.
+//!
+//! A worker that serves a compressible file asks [`Compressor::lookup`]: the answer is the
+//! finished variants (immutable, behind an `Arc`, so every worker holds the same bytes), or
+//! "not yet", in which case the file is queued and the request is answered with identity at
+//! once. No request ever waits for a compression. A small pool of low-priority threads
+//! (nice 19) reads each queued file itself (beneath the root, checked against the
+//! metadata it was queued with), compresses it with every encoding and keeps the results
+//! that are smaller than the file. Bounded everywhere: the queue ([`QUEUE_MAX`] files), the
+//! file size (`--compress-max-file`), and the memory of finished variants
+//! (`--compress-cache-size`, least recently used evicted first).
+//!
+//! A file that changed has a new key (length, mtime, inode), so its old variants are never
+//! served for it; they age out of the LRU.
+//!
+//! The lock is taken once per lookup while a worker's cache entry has no variants yet; once
+//! it has them, the worker keeps its own `Arc` and never asks again for that version.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use crate::fs::{Kind, Meta, Root};
+
+/// Files waiting to be compressed; a lookup that finds the queue full is answered identity
+/// and tries again on a later request.
+pub(crate) const QUEUE_MAX: usize = 1024;
+/// Default smallest file compressed: below it the headers outweigh the saving.
+pub const DEFAULT_MIN_BYTES: u64 = 512;
+/// Default largest file compressed (real front-end bundles reach tens of MiB).
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
+/// Default memory for finished variants, for the whole process.
+pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+/// Above this, Brotli uses [`BROTLI_LEVEL_LARGE`] instead of its top level: level 11 costs
+/// seconds per MiB.
+const BROTLI_LARGE_BYTES: usize = 2 * 1024 * 1024;
+const BROTLI_LEVEL_LARGE: u32 = 9;
+
+/// Whether a Content-Type is worth compressing: text and text-like formats, uncompressed
+/// fonts and icons; never images, audio, video, archives or woff/woff2 (already compressed).
+pub fn is_compressible(content_type: &str) -> bool {
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime.starts_with("text/")
+        || matches!(
+            mime.as_str(),
+            "application/javascript"
+                | "application/json"
+                | "application/ld+json"
+                | "application/manifest+json"
+                | "application/xml"
+                | "application/atom+xml"
+                | "application/rss+xml"
+                | "application/xhtml+xml"
+                | "application/wasm"
+                | "image/svg+xml"
+                | "image/x-icon"
+                | "image/vnd.microsoft.icon"
+                | "image/bmp"
+                | "font/ttf"
+                | "font/otf"
+                | "application/x-font-ttf"
+                | "application/x-font-otf"
+                | "application/vnd.ms-fontobject"
+        )
+}
+
+/// Settings, resolved from the flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub min_bytes: u64,
+    pub max_file_bytes: u64,
+    pub cache_bytes: u64,
+    /// Brotli quality 0–11.
+    pub brotli_level: u32,
+    /// zstd level 1–22.
+    pub zstd_level: i32,
+    /// gzip level 1–9.
+    pub gzip_level: u32,
+    /// Background threads.
+    pub threads: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            min_bytes: DEFAULT_MIN_BYTES,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            brotli_level: 11,
+            zstd_level: 19,
+            gzip_level: 9,
+            threads: 1,
+        }
+    }
+}
+
+/// The finished variants of one version of one file; an encoding is `None` when its
+/// result was not smaller than the file.
+#[derive(Debug, Default)]
+pub(crate) struct Variants {
+    pub(crate) br: Option<Arc<[u8]>>,
+    pub(crate) zstd: Option<Arc<[u8]>>,
+    pub(crate) gzip: Option<Arc<[u8]>>,
+}
+
+impl Variants {
+    pub(crate) fn bytes(&self) -> usize {
+        [&self.br, &self.zstd, &self.gzip]
+            .iter()
+            .map(|v| v.as_ref().map_or(0, |b| b.len()))
+            .sum()
+    }
+}
+
+/// One version of one file: its path beneath the root and what tells versions apart.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    rel: Box<[u8]>,
+    len: u64,
+    mtime: i64,
+    mtime_nsec: u32,
+    ino: u64,
+    dev: u64,
+}
+
+impl Key {
+    fn new(rel: &[u8], m: &Meta) -> Key {
+        Key {
+            rel: rel.into(),
+            len: m.len,
+            mtime: m.mtime,
+            mtime_nsec: m.mtime_nsec,
+            ino: m.ino,
+            dev: m.dev,
+        }
+    }
+
+    fn matches(&self, m: &Meta) -> bool {
+        m.kind == Kind::File
+            && (m.len, m.mtime, m.mtime_nsec, m.ino, m.dev)
+                == (self.len, self.mtime, self.mtime_nsec, self.ino, self.dev)
+    }
+}
+
+enum Slot {
+    Queued,
+    Ready { v: Arc<Variants>, used: u64 },
+    /// Not worth keeping (nothing smaller), or the file changed or vanished before it was
+    /// read: a later lookup of the same version is answered identity for good.
+    Skipped,
+}
+
+/// What a worker learns from [`Compressor::lookup`].
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    Ready(Arc<Variants>),
+    /// Queued or being compressed: serve identity for now.
+    Pending,
+    /// Outside the size bounds, not worth it, or the queue is full: serve identity.
+    No,
+}
+
+struct State {
+    slots: HashMap<Key, Slot>,
+    queue: VecDeque<Key>,
+    /// Bytes of finished variants held.
+    bytes: usize,
+    /// A counter for least-recently-used order.
+    clock: u64,
+    stopping: bool,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    work: Condvar,
+    root: Root,
+    settings: Settings,
+}
+
+/// The process's compressor: its pool and the finished variants.
+pub(crate) struct Compressor {
+    inner: Arc<Inner>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Compressor {
+    pub(crate) fn start(root: Root, settings: Settings) -> std::io::Result<Compressor> {
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State {
+                slots: HashMap::new(),
+                queue: VecDeque::new(),
+                bytes: 0,
+                clock: 0,
+                stopping: false,
+            }),
+            work: Condvar::new(),
+            root,
+            settings,
+        });
+        let mut threads = Vec::new();
+        for i in 0..settings.threads.max(1) {
+            let inner = inner.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("fserve-z{i}"))
+                    .spawn(move || pool_thread(&inner))?,
+            );
+        }
+        Ok(Compressor { inner, threads })
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The variants of `rel` as `meta` describes it, or why not yet; queues it when new.
+    pub(crate) fn lookup(&self, rel: &[u8], meta: &Meta) -> Lookup {
+        let s = &self.inner.settings;
+        if meta.len < s.min_bytes || meta.len > s.max_file_bytes {
+            return Lookup::No;
+        }
+        let key = Key::new(rel, meta);
+        let mut st = lock(&self.inner.state);
+        st.clock += 1;
+        let now = st.clock;
+        match st.slots.get_mut(&key) {
+            Some(Slot::Ready { v, used }) => {
+                *used = now;
+                return Lookup::Ready(v.clone());
+            }
+            Some(Slot::Queued) => return Lookup::Pending,
+            Some(Slot::Skipped) => return Lookup::No,
+            None => {}
+        }
+        if st.queue.len() >= QUEUE_MAX || st.stopping {
+            return Lookup::No;
+        }
+        st.slots.insert(key.clone(), Slot::Queued);
+        st.queue.push_back(key);
+        drop(st);
+        self.inner.work.notify_one();
+        Lookup::Pending
+    }
+
+    /// Bytes of finished variants held now.
+    pub(crate) fn bytes(&self) -> usize {
+        lock(&self.inner.state).bytes
+    }
+
+    /// Forgets every variant (SIGHUP drops the caches).
+    pub(crate) fn clear(&self) {
+        let mut st = lock(&self.inner.state);
+        st.slots.retain(|_, s| matches!(s, Slot::Queued));
+        st.bytes = 0;
+    }
+}
+
+impl Drop for Compressor {
+    fn drop(&mut self) {
+        lock(&self.inner.state).stopping = true;
+        self.inner.work.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A poisoned lock only means another thread panicked while holding it; the state is a
+/// cache, consistent after every statement, so go on with it.
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn pool_thread(inner: &Inner) {
+    // Lowest priority: compression only uses time the workers leave. A refusal costs
+    // nothing but priority, so it is not an error.
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+    loop {
+        let key = {
+            let mut st = lock(&inner.state);
+            loop {
+                if st.stopping {
+                    return;
+                }
+                if let Some(k) = st.queue.pop_front() {
+                    break k;
+                }
+                st = inner.work.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let made = make(inner, &key);
+        let mut st = lock(&inner.state);
+        // Still wanted (a clear may have dropped it)?
+        if !matches!(st.slots.get(&key), Some(Slot::Queued)) {
+            continue;
+        }
+        match made {
+            Some(v) if v.bytes() > 0 => {
+                st.bytes += v.bytes();
+                st.clock += 1;
+                let used = st.clock;
+                st.slots.insert(
+                    key,
+                    Slot::Ready {
+                        v: Arc::new(v),
+                        used,
+                    },
+                );
+                evict(&mut st, inner.settings.cache_bytes as usize);
+            }
+            _ => {
+                st.slots.insert(key, Slot::Skipped);
+            }
+        }
+    }
+}
+
+/// Evicts least recently used variants until the held bytes fit `budget`.
+fn evict(st: &mut State, budget: usize) {
+    while st.bytes > budget {
+        let oldest = st
+            .slots
+            .iter()
+            .filter_map(|(k, s)| match s {
+                Slot::Ready { used, .. } => Some((*used, k.clone())),
+                _ => None,
+            })
+            .min_by_key(|(used, _)| *used);
+        let Some((_, key)) = oldest else { return };
+        if let Some(Slot::Ready { v, .. }) = st.slots.remove(&key) {
+            st.bytes -= v.bytes();
+        }
+    }
+}
+
+/// Reads the file named by `key` (if it is still that version) and compresses it.
+fn make(inner: &Inner, key: &Key) -> Option<Variants> {
+    let (file, meta) = inner.root.open_file(&key.rel).ok()?;
+    if !key.matches(&meta) {
+        return None;
+    }
+    let bytes = crate::fs::file::read_whole(&file, meta.len, inner.settings.max_file_bytes).ok()?;
+    if bytes.len() as u64 != key.len {
+        return None;
+    }
+    let s = &inner.settings;
+    let smaller = |v: Vec<u8>| (v.len() < bytes.len()).then(|| Arc::<[u8]>::from(v));
+    Some(Variants {
+        br: brotli(&bytes, s.brotli_level).and_then(smaller),
+        zstd: zstd(&bytes, s.zstd_level).and_then(smaller),
+        gzip: gzip(&bytes, s.gzip_level).and_then(smaller),
+    })
+}
+
+pub(crate) fn brotli(input: &[u8], level: u32) -> Option<Vec<u8>> {
+    let quality = if input.len() > BROTLI_LARGE_BYTES {
+        level.min(BROTLI_LEVEL_LARGE)
+    } else {
+        level
+    };
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: quality.min(11) as i32,
+        lgwin: 22,
+        size_hint: input.len(),
+        ..Default::default()
+    };
+    let mut out = Vec::with_capacity(input.len() / 3);
+    brotli::BrotliCompress(&mut &input[..], &mut out, &params).ok()?;
+    Some(out)
+}
+
+pub(crate) fn zstd(input: &[u8], level: i32) -> Option<Vec<u8>> {
+    zstd::bulk::compress(input, level.clamp(1, 22)).ok()
+}
+
+pub(crate) fn gzip(input: &[u8], level: u32) -> Option<Vec<u8>> {
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(input.len() / 3),
+        flate2::Compression::new(level.clamp(1, 9)),
+    );
+    enc.write_all(input).ok()?;
+    enc.finish().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    fn text(len: usize) -> Vec<u8> {
+        let words = ["const ", "function ", "return ", "value", "(x) ", "{ ", "}\n", "let y = "];
+        let mut out = Vec::with_capacity(len);
+        let mut i = 0usize;
+        while out.len() < len {
+            out.extend_from_slice(words[(i * 7 + i / 3) % words.len()].as_bytes());
+            i += 1;
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            brotli_level: 5,
+            zstd_level: 3,
+            gzip_level: 6,
+            ..Settings::default()
+        }
+    }
+
+    fn wait_ready(c: &Compressor, rel: &[u8], meta: &Meta) -> Arc<Variants> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match c.lookup(rel, meta) {
+                Lookup::Ready(v) => return v,
+                Lookup::Pending => {}
+                Lookup::No => panic!("refused"),
+            }
+            assert!(Instant::now() < deadline, "not ready within 10 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn each_encoding_round_trips() {
+        let input = text(100_000);
+        let br = brotli(&input, 11).unwrap();
+        let mut out = Vec::new();
+        brotli::BrotliDecompress(&mut &br[..], &mut out).unwrap();
+        assert_eq!(out, input);
+        let z = zstd(&input, 19).unwrap();
+        assert_eq!(zstd::bulk::decompress(&z, input.len()).unwrap(), input);
+        let g = gzip(&input, 9).unwrap();
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&g[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, input);
+        assert!(br.len() < input.len() / 10 && z.len() < input.len() / 10);
+    }
+
+    #[test]
+    fn types() {
+        for t in [
+            "text/html; charset=utf-8",
+            "text/javascript; charset=utf-8",
+            "application/json",
+            "image/svg+xml; charset=utf-8",
+            "application/wasm",
+            "font/ttf",
+            "image/x-icon",
+        ] {
+            assert!(is_compressible(t), "{t}");
+        }
+        for t in [
+            "image/png",
+            "image/jpeg",
+            "image/webp",
+            "font/woff2",
+            "font/woff",
+            "application/zip",
+            "application/gzip",
+            "video/mp4",
+            "application/octet-stream",
+        ] {
+            assert!(!is_compressible(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn a_file_is_compressed_once_and_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = text(50_000);
+        std::fs::write(dir.path().join("app.js"), &input).unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let (_, meta) = root.open_file(b"app.js").unwrap();
+        let c = Compressor::start(Root::open(dir.path()).unwrap(), settings()).unwrap();
+        assert!(matches!(c.lookup(b"app.js", &meta), Lookup::Pending));
+        let a = wait_ready(&c, b"app.js", &meta);
+        let b = wait_ready(&c, b"app.js", &meta);
+        assert!(Arc::ptr_eq(&a, &b), "compressed twice");
+        assert!(a.br.is_some() && a.zstd.is_some() && a.gzip.is_some());
+        assert_eq!(c.bytes(), a.bytes());
+    }
+
+    #[test]
+    fn bounds_and_changed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tiny.css"), b"a{}").unwrap();
+        std::fs::write(dir.path().join("rand.bin"), pseudo_random(20_000)).unwrap();
+        std::fs::write(dir.path().join("x.js"), text(10_000)).unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let c = Compressor::start(Root::open(dir.path()).unwrap(), settings()).unwrap();
+        let (_, tiny) = root.open_file(b"tiny.css").unwrap();
+        assert!(matches!(c.lookup(b"tiny.css", &tiny), Lookup::No));
+        // Incompressible: nothing smaller, so it ends as No.
+        let (_, rand) = root.open_file(b"rand.bin").unwrap();
+        assert!(matches!(c.lookup(b"rand.bin", &rand), Lookup::Pending));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !matches!(c.lookup(b"rand.bin", &rand), Lookup::No) {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // A stale version (the file changed since its stat) is never compressed.
+        let (_, mut stale) = root.open_file(b"x.js").unwrap();
+        stale.mtime -= 100;
+        assert!(matches!(c.lookup(b"x.js", &stale), Lookup::Pending));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !matches!(c.lookup(b"x.js", &stale), Lookup::No) {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn memory_stays_within_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let mut s = settings();
+        s.cache_bytes = 3_000;
+        let c = Compressor::start(Root::open(dir.path()).unwrap(), s).unwrap();
+        for i in 0..20 {
+            let name = format!("f{i}.js");
+            let mut t = text(20_000);
+            t.extend_from_slice(format!("{i}").as_bytes());
+            std::fs::write(dir.path().join(&name), &t).unwrap();
+            let (_, meta) = root.open_file(name.as_bytes()).unwrap();
+            let _ = wait_ready(&c, name.as_bytes(), &meta);
+            assert!(c.bytes() <= 3_000, "{} bytes held", c.bytes());
+        }
+    }
+
+    fn pseudo_random(len: usize) -> Vec<u8> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+}
