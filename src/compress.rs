@@ -22,17 +22,12 @@ use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use crate::config;
 use crate::fs::{Kind, Meta, Root};
 
 /// Files waiting to be compressed; a lookup that finds the queue full is answered identity
 /// and tries again on a later request.
 pub(crate) const QUEUE_MAX: usize = 1024;
-/// Default smallest file compressed: below it the headers outweigh the saving.
-pub const DEFAULT_MIN_BYTES: u64 = 512;
-/// Default largest file compressed (real front-end bundles reach tens of MiB).
-pub const DEFAULT_MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
-/// Default memory for finished variants, for the whole process.
-pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 /// Above this, Brotli uses [`BROTLI_LEVEL_LARGE`] instead of its top level: level 11 costs
 /// seconds per MiB.
 const BROTLI_LARGE_BYTES: usize = 2 * 1024 * 1024;
@@ -40,7 +35,7 @@ const BROTLI_LEVEL_LARGE: u32 = 9;
 
 /// Whether a Content-Type is worth compressing: text and text-like formats, uncompressed
 /// fonts and icons; never images, audio, video, archives or woff/woff2 (already compressed).
-pub fn is_compressible(content_type: &str) -> bool {
+pub(crate) fn is_compressible(content_type: &str) -> bool {
     let mime = content_type
         .split(';')
         .next()
@@ -90,12 +85,12 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
-            min_bytes: DEFAULT_MIN_BYTES,
-            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
-            cache_bytes: DEFAULT_CACHE_BYTES,
-            brotli_level: 11,
-            zstd_level: 19,
-            gzip_level: 9,
+            min_bytes: config::DEFAULT_COMPRESS_MIN_BYTES,
+            max_file_bytes: config::DEFAULT_COMPRESS_MAX_FILE_BYTES,
+            cache_bytes: config::DEFAULT_COMPRESS_CACHE_BYTES,
+            brotli_level: config::DEFAULT_BROTLI_LEVEL,
+            zstd_level: config::DEFAULT_ZSTD_LEVEL,
+            gzip_level: config::DEFAULT_GZIP_LEVEL,
             threads: 1,
         }
     }
@@ -151,7 +146,10 @@ impl Key {
 
 enum Slot {
     Queued,
-    Ready { v: Arc<Variants>, used: u64 },
+    Ready {
+        v: Arc<Variants>,
+        used: u64,
+    },
     /// Not worth keeping (nothing smaller), or the file changed or vanished before it was
     /// read: a later lookup of the same version is answered identity for good.
     Skipped,
@@ -161,9 +159,9 @@ enum Slot {
 #[derive(Debug)]
 pub(crate) enum Lookup {
     Ready(Arc<Variants>),
-    /// Queued or being compressed: serve identity for now.
+    /// Queued or being compressed, or the queue is full: serve identity, ask again later.
     Pending,
-    /// Outside the size bounds, not worth it, or the queue is full: serve identity.
+    /// Outside the size bounds, or not worth it: serve identity, and stop asking.
     No,
 }
 
@@ -216,14 +214,15 @@ impl Compressor {
         Ok(Compressor { inner, threads })
     }
 
-    pub(crate) fn settings(&self) -> &Settings {
-        &self.inner.settings
+    /// Whether a file of `len` bytes is within the size bounds.
+    pub(crate) fn wants(&self, len: u64) -> bool {
+        let s = &self.inner.settings;
+        (s.min_bytes..=s.max_file_bytes).contains(&len)
     }
 
     /// The variants of `rel` as `meta` describes it, or why not yet; queues it when new.
     pub(crate) fn lookup(&self, rel: &[u8], meta: &Meta) -> Lookup {
-        let s = &self.inner.settings;
-        if meta.len < s.min_bytes || meta.len > s.max_file_bytes {
+        if !self.wants(meta.len) {
             return Lookup::No;
         }
         let key = Key::new(rel, meta);
@@ -239,8 +238,12 @@ impl Compressor {
             Some(Slot::Skipped) => return Lookup::No,
             None => {}
         }
-        if st.queue.len() >= QUEUE_MAX || st.stopping {
+        if st.stopping {
             return Lookup::No;
+        }
+        if st.queue.len() >= QUEUE_MAX {
+            // Full: identity for now; a later request queues it.
+            return Lookup::Pending;
         }
         st.slots.insert(key.clone(), Slot::Queued);
         st.queue.push_back(key);
@@ -250,25 +253,19 @@ impl Compressor {
     }
 
     /// Bytes of finished variants held now.
+    #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
         lock(&self.inner.state).bytes
-    }
-
-    /// Forgets every variant (SIGHUP drops the caches).
-    pub(crate) fn clear(&self) {
-        let mut st = lock(&self.inner.state);
-        st.slots.retain(|_, s| matches!(s, Slot::Queued));
-        st.bytes = 0;
     }
 }
 
 impl Drop for Compressor {
+    /// Stops the pool without waiting: a thread in the middle of a large file finishes it
+    /// and exits (it may take seconds), so stopping the server never waits on it.
     fn drop(&mut self) {
         lock(&self.inner.state).stopping = true;
         self.inner.work.notify_all();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
+        self.threads.clear();
     }
 }
 
@@ -396,7 +393,16 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn text(len: usize) -> Vec<u8> {
-        let words = ["const ", "function ", "return ", "value", "(x) ", "{ ", "}\n", "let y = "];
+        let words = [
+            "const ",
+            "function ",
+            "return ",
+            "value",
+            "(x) ",
+            "{ ",
+            "}\n",
+            "let y = ",
+        ];
         let mut out = Vec::with_capacity(len);
         let mut i = 0usize;
         while out.len() < len {

@@ -44,6 +44,26 @@ pub const FILES_PER_WORKER: u64 = 1024;
 /// Open files the process needs beside the workers' (stdio, the root, the admin side).
 pub const FILES_SLACK: u64 = 64;
 
+/// Compressed variants (`--compress`): the smallest file compressed. Measured on small
+/// real text files: below about 512 bytes the saving after gzip's 18 bytes of framing and
+/// the Content-Encoding and Vary lines is a few dozen bytes, well inside the same TCP
+/// segment, so it buys nothing on the wire.
+pub const DEFAULT_COMPRESS_MIN_BYTES: u64 = 512;
+/// The largest file compressed: real front-end bundles reach tens of MiB.
+pub const DEFAULT_COMPRESS_MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
+/// Most `--compress-max-file` may be: the background pool reads a whole file into memory.
+pub const MAX_COMPRESS_MAX_FILE_BYTES: u64 = 1024 * 1024 * 1024;
+/// Memory for finished variants, for the whole process (every worker shares them).
+pub const DEFAULT_COMPRESS_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+/// Default levels: the top of each encoder's range (or near it), since each file is
+/// compressed once per process, in the background. Brotli 11 is capped lower for large
+/// files (see `compress`).
+pub const DEFAULT_BROTLI_LEVEL: u32 = 11;
+pub const DEFAULT_ZSTD_LEVEL: i32 = 19;
+pub const DEFAULT_GZIP_LEVEL: u32 = 9;
+/// Most background compression threads (one per four workers, at least one).
+pub const MAX_COMPRESS_THREADS: usize = 4;
+
 /// Header fields `--header` may not set: framing and connection management belong to the
 /// server (RFC 9112 §6, RFC 9110 §7.6.1), and a second Date or Server field would
 /// contradict the server's own. `Host` is a request field.
@@ -110,6 +130,17 @@ pub struct Config {
     pub headers: Vec<(String, String)>,
     /// `Access-Control-Allow-Origin: *` on every response, and CORS preflight answers.
     pub cors: bool,
+    /// Compress text files once, in the background, and serve br/zstd/gzip from memory.
+    pub compress: bool,
+    /// Files from this size up to `compress_max_file_bytes` are compressed.
+    pub compress_min_bytes: u64,
+    pub compress_max_file_bytes: u64,
+    /// Memory for compressed variants, for the whole process.
+    pub compress_cache_bytes: u64,
+    /// Brotli quality (0–11), zstd level (1–22), gzip level (1–9).
+    pub brotli_level: u32,
+    pub zstd_level: i32,
+    pub gzip_level: u32,
 }
 
 impl Config {
@@ -137,6 +168,13 @@ impl Config {
             listing: false,
             headers: Vec::new(),
             cors: false,
+            compress: true,
+            compress_min_bytes: DEFAULT_COMPRESS_MIN_BYTES,
+            compress_max_file_bytes: DEFAULT_COMPRESS_MAX_FILE_BYTES,
+            compress_cache_bytes: DEFAULT_COMPRESS_CACHE_BYTES,
+            brotli_level: DEFAULT_BROTLI_LEVEL,
+            zstd_level: DEFAULT_ZSTD_LEVEL,
+            gzip_level: DEFAULT_GZIP_LEVEL,
         }
     }
 
@@ -207,6 +245,7 @@ impl Config {
                 ),
             );
         }
+        self.validate_compression()?;
         for (name, value) in &self.headers {
             check_site_header(name, value)?;
         }
@@ -232,6 +271,47 @@ impl Config {
                     ),
                 );
             }
+        }
+        Ok(())
+    }
+
+    fn validate_compression(&self) -> Result<(), ConfigError> {
+        let err = |flag, message: String| Err(ConfigError { flag, message });
+        if self.compress_max_file_bytes > MAX_COMPRESS_MAX_FILE_BYTES {
+            return err(
+                "--compress-max-file",
+                format!(
+                    "--compress-max-file {} is above {MAX_COMPRESS_MAX_FILE_BYTES} (1GiB); lower it (default 32MiB)",
+                    self.compress_max_file_bytes
+                ),
+            );
+        }
+        if self.compress_min_bytes > self.compress_max_file_bytes {
+            return err(
+                "--compress-min",
+                format!(
+                    "--compress-min {} is above --compress-max-file {}; lower it (default 512) or raise --compress-max-file",
+                    self.compress_min_bytes, self.compress_max_file_bytes
+                ),
+            );
+        }
+        if self.compress && self.compress_cache_bytes == 0 {
+            return err(
+                "--compress-cache-size",
+                "--compress-cache-size 0 leaves no memory for compressed files; give some (default 128MiB) or use --compress off".into(),
+            );
+        }
+        if self.brotli_level > 11
+            || !(1..=22).contains(&self.zstd_level)
+            || !(1..=9).contains(&self.gzip_level)
+        {
+            return err(
+                "--compress-level",
+                format!(
+                    "--compress-level br={},zstd={},gzip={} is out of range; use br 0-11, zstd 1-22, gzip 1-9",
+                    self.brotli_level, self.zstd_level, self.gzip_level
+                ),
+            );
         }
         Ok(())
     }
@@ -273,6 +353,15 @@ impl Config {
             site_fields,
             defer_accept_secs: u32::try_from(self.header_timeout.as_secs().max(1))
                 .unwrap_or(u32::MAX),
+            compression: self.compress.then(|| crate::compress::Settings {
+                min_bytes: self.compress_min_bytes,
+                max_file_bytes: self.compress_max_file_bytes,
+                cache_bytes: self.compress_cache_bytes,
+                brotli_level: self.brotli_level,
+                zstd_level: self.zstd_level,
+                gzip_level: self.gzip_level,
+                threads: (workers / 4).clamp(1, MAX_COMPRESS_THREADS),
+            }),
             open_files_needed: (self.max_connections as u64)
                 .saturating_add(FILES_PER_WORKER.saturating_mul(workers as u64))
                 .saturating_add(FILES_SLACK),
@@ -303,6 +392,8 @@ pub struct Settings {
     pub site_fields: Vec<u8>,
     /// TCP_DEFER_ACCEPT seconds: the header timeout, at least 1.
     pub defer_accept_secs: u32,
+    /// The compressor's settings, unless `--compress off`.
+    pub compression: Option<crate::compress::Settings>,
     /// Open files the flags may need at once: every connection, what each worker holds
     /// beside them ([`FILES_PER_WORKER`]) and [`FILES_SLACK`].
     pub open_files_needed: u64,
@@ -392,7 +483,21 @@ mod tests {
     #[test]
     fn each_bad_value_names_its_flag() {
         type Edit = Box<dyn FnOnce(&mut Config)>;
-        let cases: [(&str, Edit); 9] = [
+        let cases: [(&str, Edit); 14] = [
+            (
+                "--compress-min",
+                Box::new(|c| c.compress_min_bytes = 1 << 30),
+            ),
+            (
+                "--compress-max-file",
+                Box::new(|c| c.compress_max_file_bytes = 2 << 30),
+            ),
+            (
+                "--compress-cache-size",
+                Box::new(|c| c.compress_cache_bytes = 0),
+            ),
+            ("--compress-level", Box::new(|c| c.brotli_level = 12)),
+            ("--compress-level", Box::new(|c| c.zstd_level = 0)),
             ("--cache-size", Box::new(|c| c.cache_bytes = 0)),
             (
                 "--cache-max-file",

@@ -14,12 +14,12 @@
 //! use; everything else is crate-private.
 
 pub mod cli;
+mod compress;
 pub mod config;
 mod engine;
 pub mod fs;
 pub mod healthcheck;
 pub mod http;
-mod compress;
 pub mod server;
 
 pub use config::Config;

@@ -83,6 +83,23 @@ impl<V> Cache<V> {
         self.map.insert(key.into(), slot);
     }
 
+    /// Adds `extra` bytes to the weight of the entry for `key` if it holds `value` (its
+    /// value grew: a file's compressed variants arrived), evicting as needed; the entry
+    /// itself may go.
+    pub fn grow(&mut self, key: &[u8], value: &Rc<V>, extra: usize) {
+        let Some(slot) = self.map.get_mut(key) else {
+            return;
+        };
+        if !Rc::ptr_eq(&slot.value, value) {
+            return;
+        }
+        slot.weight += extra;
+        self.used += extra;
+        if self.used > self.budget {
+            self.evict(self.used - self.budget);
+        }
+    }
+
     pub fn remove(&mut self, key: &[u8]) {
         if let Some(slot) = self.map.remove(key) {
             self.used -= slot.weight;
@@ -163,6 +180,21 @@ mod tests {
         assert!(c.get(b"/big", 0).is_none());
         c.remove(b"/a");
         assert_eq!((c.len(), c.used_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn an_entry_that_grows_is_weighed_anew() {
+        let mut c = Cache::new(10_000);
+        let a = Rc::new(1);
+        c.insert(b"/a", a.clone(), 100, 0);
+        c.grow(b"/a", &Rc::new(1), 1_000);
+        assert_eq!(c.used_bytes(), 100 + 2 + ENTRY_OVERHEAD, "another value");
+        c.grow(b"/a", &a, 1_000);
+        assert_eq!(c.used_bytes(), 1_100 + 2 + ENTRY_OVERHEAD);
+        c.grow(b"/a", &a, 20_000);
+        assert!(c.used_bytes() <= 10_000);
+        c.remove(b"/a");
+        assert_eq!(c.used_bytes(), 0);
     }
 
     impl Cache<u32> {

@@ -158,7 +158,16 @@ impl Server {
         let addr = listeners[0].local_addr().map_err(StartError::Worker)?;
 
         let open_files_needed = settings.open_files_needed;
-        let shared = Arc::new(worker::Shared::new(settings, root_fd, engine));
+        // The compressor reads files through a root of its own (its threads are not workers).
+        let compressor = match settings.compression {
+            Some(c) => Root::open(&root)
+                .map(|r| r.show_hidden(settings.hidden))
+                .and_then(|r| crate::compress::Compressor::start(r, c))
+                .map(|c| Some(Arc::new(c)))
+                .map_err(StartError::Worker)?,
+            None => None,
+        };
+        let shared = Arc::new(worker::Shared::new(settings, root_fd, engine, compressor));
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let (ready_tx, ready_rx) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();

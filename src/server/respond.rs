@@ -8,7 +8,8 @@
 //!    interval), or opened beneath the root on a miss: a directory without its slash is a
 //!    301, with it its index.html (or a listing);
 //! 4. content negotiation: if the file has `.br`/`.zst`/`.gz` sidecars and the client
-//!    accepts one, that representation is looked up the same way;
+//!    accepts one, that representation is looked up the same way; else, for a
+//!    compressible file, its compressed variants once they are ready (compress.rs);
 //! 5. for a missing file: `--pretty-urls` (`/about` → about.html), `--spa`, `404.html`.
 //!    Every fallback passes the same dotfile policy as a direct hit.
 //!
@@ -104,7 +105,10 @@ pub(super) fn resolve(
         Err(OpenError::NotFound) => return not_found(store, cfg, req, key, true, now),
         Err(e) => return (open_error(e, key), false),
     };
-    let file = store.sidecar(req, key, &identity, now).unwrap_or(identity);
+    let file = store
+        .sidecar(req, key, &identity, now)
+        .or_else(|| store.variant(req, key, &identity))
+        .unwrap_or(identity);
     (
         Reply::File {
             status: Status::Ok,

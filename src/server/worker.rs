@@ -15,6 +15,7 @@ use super::clock::{DateCache, Now};
 use super::conn;
 use super::parking::{self, Parking};
 use super::store::Store;
+use crate::compress::Compressor;
 use crate::config::Settings;
 use crate::engine::{self, Closer, Kind, Listener, Teardown};
 use crate::fs::Root;
@@ -26,16 +27,24 @@ pub(super) struct Shared {
     pub engine: Kind,
     /// Field lines every response carries: `--header`s, and CORS with `--cors`.
     pub site_fields: Vec<u8>,
+    /// The process's compressor (its pool and finished variants), unless `--compress off`.
+    pub compressor: Option<Arc<Compressor>>,
 }
 
 impl Shared {
-    pub(super) fn new(cfg: Settings, root: Root, engine: Kind) -> Shared {
+    pub(super) fn new(
+        cfg: Settings,
+        root: Root,
+        engine: Kind,
+        compressor: Option<Arc<Compressor>>,
+    ) -> Shared {
         let site_fields = cfg.site_fields.clone();
         Shared {
             cfg,
             root: Arc::new(root),
             engine,
             site_fields,
+            compressor,
         }
     }
 }
@@ -149,7 +158,7 @@ pub(super) fn run(
         };
         let _ = ready.send(Ok(()));
         let w = Rc::new(Worker {
-            store: Store::new(shared.root.clone(), &shared.cfg),
+            store: Store::new(shared.root.clone(), &shared.cfg, shared.compressor.clone()),
             shared,
             date: DateCache::new(),
             stopping: Cell::new(false),
