@@ -226,4 +226,8 @@ fn multipart_parser_accepts_rfc_bodies_and_rejects_bad_ones() {
     assert_eq!(parse_content_range("bytes 0-99/1000"), Some((0, 99, 1000)));
     assert_eq!(parse_content_range("bytes */1000"), None);
     assert_eq!(etag_of(0x2ebc98a1, 14), "\"2ebc98a1-e\"");
+    // Published XXH3-64 of "a"; a short hash keeps its leading zeros.
+    assert_eq!(content_etag(b"a"), "\"e6c632b61e964e1f\"");
+    assert_eq!(content_etag_coded(b"a", "br"), "\"e6c632b61e964e1f-br\"");
+    assert!(content_etag(b"x").len() == 18 && content_etag(b"y").len() == 18);
 }

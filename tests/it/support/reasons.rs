@@ -18,9 +18,25 @@ pub fn exact_reason(code: u16) -> &'static str {
     }
 }
 
-/// The ETag fserve sends for a file: `"<mtime hex>-<size hex>"`.
+/// The ETag fserve sends for a file sent from disk (larger than `--cache-max-file`):
+/// nginx's `"<mtime hex>-<size hex>"`.
 pub fn etag_of(mtime: u64, len: u64) -> String {
     format!("\"{mtime:x}-{len:x}\"")
+}
+
+/// The ETag fserve sends for a file held in memory (up to `--cache-max-file`):
+/// `"<16 lowercase hex digits of the content hash>"`, whatever its mtime.
+pub fn content_etag(bytes: &[u8]) -> String {
+    format!("\"{:016x}\"", fserve::http::etag::content_hash(bytes))
+}
+
+/// [`content_etag`] of a precompressed sidecar held in memory: its own bytes, then its
+/// coding token (`br`, `zstd`, `gzip`), as in `"<16 hex digits>-br"`.
+pub fn content_etag_coded(bytes: &[u8], coding: &str) -> String {
+    format!(
+        "\"{:016x}-{coding}\"",
+        fserve::http::etag::content_hash(bytes)
+    )
 }
 
 /// `bytes first-last/complete` → (first, last, complete).
