@@ -386,8 +386,16 @@ mod tests {
         let d = Config::new(".");
         assert!(c.compress);
         assert_eq!(
-            (c.compress_min_bytes, c.compress_max_file_bytes, c.compress_cache_bytes),
-            (d.compress_min_bytes, d.compress_max_file_bytes, d.compress_cache_bytes)
+            (
+                c.compress_min_bytes,
+                c.compress_max_file_bytes,
+                c.compress_cache_bytes
+            ),
+            (
+                d.compress_min_bytes,
+                d.compress_max_file_bytes,
+                d.compress_cache_bytes
+            )
         );
         assert_eq!(
             (c.brotli_level, c.zstd_level, c.gzip_level),

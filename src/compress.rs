@@ -178,7 +178,7 @@ struct State {
 struct Inner {
     state: Mutex<State>,
     work: Condvar,
-    root: Root,
+    root: Arc<Root>,
     settings: Settings,
 }
 
@@ -189,7 +189,7 @@ pub(crate) struct Compressor {
 }
 
 impl Compressor {
-    pub(crate) fn start(root: Root, settings: Settings) -> std::io::Result<Compressor> {
+    pub(crate) fn start(root: Arc<Root>, settings: Settings) -> std::io::Result<Compressor> {
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 slots: HashMap::new(),
@@ -488,7 +488,7 @@ mod tests {
         std::fs::write(dir.path().join("app.js"), &input).unwrap();
         let root = Root::open(dir.path()).unwrap();
         let (_, meta) = root.open_file(b"app.js").unwrap();
-        let c = Compressor::start(Root::open(dir.path()).unwrap(), settings()).unwrap();
+        let c = Compressor::start(Arc::new(Root::open(dir.path()).unwrap()), settings()).unwrap();
         assert!(matches!(c.lookup(b"app.js", &meta), Lookup::Pending));
         let a = wait_ready(&c, b"app.js", &meta);
         let b = wait_ready(&c, b"app.js", &meta);
@@ -504,7 +504,7 @@ mod tests {
         std::fs::write(dir.path().join("rand.bin"), pseudo_random(20_000)).unwrap();
         std::fs::write(dir.path().join("x.js"), text(10_000)).unwrap();
         let root = Root::open(dir.path()).unwrap();
-        let c = Compressor::start(Root::open(dir.path()).unwrap(), settings()).unwrap();
+        let c = Compressor::start(Arc::new(Root::open(dir.path()).unwrap()), settings()).unwrap();
         let (_, tiny) = root.open_file(b"tiny.css").unwrap();
         assert!(matches!(c.lookup(b"tiny.css", &tiny), Lookup::No));
         // Incompressible: nothing smaller, so it ends as No.
@@ -532,7 +532,7 @@ mod tests {
         let root = Root::open(dir.path()).unwrap();
         let mut s = settings();
         s.cache_bytes = 3_000;
-        let c = Compressor::start(Root::open(dir.path()).unwrap(), s).unwrap();
+        let c = Compressor::start(Arc::new(Root::open(dir.path()).unwrap()), s).unwrap();
         for i in 0..20 {
             let name = format!("f{i}.js");
             let mut t = text(20_000);

@@ -158,11 +158,9 @@ impl Server {
         let addr = listeners[0].local_addr().map_err(StartError::Worker)?;
 
         let open_files_needed = settings.open_files_needed;
-        // The compressor reads files through a root of its own (its threads are not workers).
+        let root_fd = Arc::new(root_fd);
         let compressor = match settings.compression {
-            Some(c) => Root::open(&root)
-                .map(|r| r.show_hidden(settings.hidden))
-                .and_then(|r| crate::compress::Compressor::start(r, c))
+            Some(c) => crate::compress::Compressor::start(root_fd.clone(), c)
                 .map(|c| Some(Arc::new(c)))
                 .map_err(StartError::Worker)?,
             None => None,

@@ -34,14 +34,14 @@ pub(super) struct Shared {
 impl Shared {
     pub(super) fn new(
         cfg: Settings,
-        root: Root,
+        root: Arc<Root>,
         engine: Kind,
         compressor: Option<Arc<Compressor>>,
     ) -> Shared {
         let site_fields = cfg.site_fields.clone();
         Shared {
             cfg,
-            root: Arc::new(root),
+            root,
             engine,
             site_fields,
             compressor,
