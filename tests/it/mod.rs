@@ -7,6 +7,7 @@ mod support;
 mod bodies;
 mod caching;
 mod cli;
+mod compression;
 mod conditional;
 mod content_types;
 mod directories;
