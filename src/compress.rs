@@ -144,6 +144,11 @@ impl Key {
     }
 }
 
+/// What a remembered file version costs besides its variants' bytes (its key, the map's
+/// slot): counted in the memory budget so that versions with no variants (nothing came out
+/// smaller) are bounded too.
+const SLOT_OVERHEAD_BYTES: usize = 128;
+
 enum Slot {
     Queued,
     Ready {
@@ -151,8 +156,19 @@ enum Slot {
         used: u64,
     },
     /// Not worth keeping (nothing smaller), or the file changed or vanished before it was
-    /// read: a later lookup of the same version is answered identity for good.
-    Skipped,
+    /// read: a later lookup of the same version is answered identity (until evicted).
+    Skipped { used: u64 },
+}
+
+impl Slot {
+    /// Bytes charged to the budget for a finished slot under `key`.
+    fn weight(&self, key: &Key) -> usize {
+        let variants = match self {
+            Slot::Ready { v, .. } => v.bytes(),
+            _ => 0,
+        };
+        variants + key.rel.len() + SLOT_OVERHEAD_BYTES
+    }
 }
 
 /// What a worker learns from [`Compressor::lookup`].
@@ -168,7 +184,7 @@ pub(crate) enum Lookup {
 struct State {
     slots: HashMap<Key, Slot>,
     queue: VecDeque<Key>,
-    /// Bytes of finished variants held.
+    /// Bytes held for finished slots: variants, and what each remembered version costs.
     bytes: usize,
     /// A counter for least-recently-used order.
     clock: u64,
@@ -235,7 +251,10 @@ impl Compressor {
                 return Lookup::Ready(v.clone());
             }
             Some(Slot::Queued) => return Lookup::Pending,
-            Some(Slot::Skipped) => return Lookup::No,
+            Some(Slot::Skipped { used }) => {
+                *used = now;
+                return Lookup::No;
+            }
             None => {}
         }
         if st.stopping {
@@ -252,7 +271,7 @@ impl Compressor {
         Lookup::Pending
     }
 
-    /// Bytes of finished variants held now.
+    /// Bytes held now: finished variants, and what each remembered version costs.
     #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
         lock(&self.inner.state).bytes
@@ -298,41 +317,35 @@ fn pool_thread(inner: &Inner) {
         if !matches!(st.slots.get(&key), Some(Slot::Queued)) {
             continue;
         }
-        match made {
-            Some(v) if v.bytes() > 0 => {
-                st.bytes += v.bytes();
-                st.clock += 1;
-                let used = st.clock;
-                st.slots.insert(
-                    key,
-                    Slot::Ready {
-                        v: Arc::new(v),
-                        used,
-                    },
-                );
-                evict(&mut st, inner.settings.cache_bytes as usize);
-            }
-            _ => {
-                st.slots.insert(key, Slot::Skipped);
-            }
-        }
+        st.clock += 1;
+        let used = st.clock;
+        let slot = match made {
+            Some(v) if v.bytes() > 0 => Slot::Ready {
+                v: Arc::new(v),
+                used,
+            },
+            _ => Slot::Skipped { used },
+        };
+        st.bytes += slot.weight(&key);
+        st.slots.insert(key, slot);
+        evict(&mut st, inner.settings.cache_bytes as usize);
     }
 }
 
-/// Evicts least recently used variants until the held bytes fit `budget`.
+/// Evicts the least recently used finished slots until the held bytes fit `budget`.
 fn evict(st: &mut State, budget: usize) {
     while st.bytes > budget {
         let oldest = st
             .slots
             .iter()
             .filter_map(|(k, s)| match s {
-                Slot::Ready { used, .. } => Some((*used, k.clone())),
-                _ => None,
+                Slot::Ready { used, .. } | Slot::Skipped { used } => Some((*used, k.clone())),
+                Slot::Queued => None,
             })
             .min_by_key(|(used, _)| *used);
         let Some((_, key)) = oldest else { return };
-        if let Some(Slot::Ready { v, .. }) = st.slots.remove(&key) {
-            st.bytes -= v.bytes();
+        if let Some(slot) = st.slots.remove(&key) {
+            st.bytes -= slot.weight(&key);
         }
     }
 }
@@ -494,7 +507,7 @@ mod tests {
         let b = wait_ready(&c, b"app.js", &meta);
         assert!(Arc::ptr_eq(&a, &b), "compressed twice");
         assert!(a.br.is_some() && a.zstd.is_some() && a.gzip.is_some());
-        assert_eq!(c.bytes(), a.bytes());
+        assert_eq!(c.bytes(), a.bytes() + b"app.js".len() + SLOT_OVERHEAD_BYTES);
     }
 
     #[test]
@@ -542,6 +555,27 @@ mod tests {
             let _ = wait_ready(&c, name.as_bytes(), &meta);
             assert!(c.bytes() <= 3_000, "{} bytes held", c.bytes());
         }
+    }
+
+    #[test]
+    fn versions_with_nothing_smaller_are_bounded_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let mut s = settings();
+        s.cache_bytes = 2_000;
+        let c = Compressor::start(Arc::new(Root::open(dir.path()).unwrap()), s).unwrap();
+        for i in 0..40 {
+            let name = format!("r{i}.bin");
+            std::fs::write(dir.path().join(&name), pseudo_random(1_000 + i)).unwrap();
+            let (_, meta) = root.open_file(name.as_bytes()).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !matches!(c.lookup(name.as_bytes(), &meta), Lookup::No) {
+                assert!(Instant::now() < deadline);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            assert!(c.bytes() <= 2_000, "{} bytes held", c.bytes());
+        }
+        assert!(lock(&c.inner.state).slots.len() <= 2_000 / SLOT_OVERHEAD_BYTES);
     }
 
     fn pseudo_random(len: usize) -> Vec<u8> {
