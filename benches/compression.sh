@@ -87,6 +87,7 @@ if ((${#need[@]})); then
 fi
 
 WORK=$(mktemp -d /tmp/fserve-compression.XXXXXX)
+chmod 755 "$WORK" # nginx's workers run as www-data
 PIDS=()
 cleanup() {
     local p
@@ -233,7 +234,8 @@ for f in "${FILES[@]}"; do
     for col in "$FSERVE_PORT|" "$FSERVE_PORT|gzip" "$FSERVE_PORT|br" "$FSERVE_PORT|zstd" \
         "$NGINX_PORT|gzip" "$FSERVE_PORT|$BROWSER" "$NGINX_PORT|$BROWSER"; do
         port=${col%%|*} ae=${col#*|}
-        read -r bytes coding <<<"$(wire "$port" "$f" "$ae")"
+        res=$(wire "$port" "$f" "$ae") || exit 1
+        read -r bytes coding <<<"$res"
         if [[ -n $ae && $ae != "$BROWSER" && $coding != "$ae" ]]; then
             die "GET /$f with Accept-Encoding: $ae on port $port came back $coding"
         fi
@@ -319,7 +321,8 @@ dur_s=${DURATION%s}
 for round in $(seq 1 "$ROUNDS"); do
     for c in "${CASES[@]}"; do
         IFS='|' read -r name port pid ae <<<"$c"
-        read -r req us <<<"$(run_cpu "$name" "$port" "$pid" "$ae")"
+        res=$(run_cpu "$name" "$port" "$pid" "$ae") || exit 1
+        read -r req us <<<"$res"
         CPU[$c]+="$us "
         RPS[$c]+="$((req / ${dur_s:-1})) "
         say "round $round: $name ${ae:-identity}: $req requests, $us CPU-µs each"
