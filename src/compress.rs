@@ -157,7 +157,9 @@ enum Slot {
     },
     /// Not worth keeping (nothing smaller), or the file changed or vanished before it was
     /// read: a later lookup of the same version is answered identity (until evicted).
-    Skipped { used: u64 },
+    Skipped {
+        used: u64,
+    },
 }
 
 impl Slot {

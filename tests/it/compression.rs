@@ -389,6 +389,9 @@ fn a_file_too_large_for_the_memory_cache_still_gets_variants_from_memory() {
     t.get("/bundle.js").assert_whole(&big);
 }
 
+/// One response seen under load: when, its Content-Encoding, its ETag, its decoded body.
+type Seen = (Instant, Option<String>, String, Vec<u8>);
+
 #[test]
 fn an_edited_file_switches_to_its_new_variants() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -399,7 +402,7 @@ fn an_edited_file_switches_to_its_new_variants() {
     wait_for(&t, "/app.js", "br");
     // Load: a client asking for br as fast as it can, recording what it got and when.
     let stop = Arc::new(AtomicBool::new(false));
-    let seen: Arc<Mutex<Vec<(Instant, Option<String>, String, Vec<u8>)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let load = {
         let (stop, seen, addr) = (stop.clone(), seen.clone(), t.addr);
         std::thread::spawn(move || {
