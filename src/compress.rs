@@ -114,10 +114,11 @@ impl Variants {
     }
 }
 
-/// One version of one file: its path beneath the root and what tells versions apart.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// One version of one file: what tells versions apart, and nothing to allocate, so that a
+/// lookup allocates nothing. Two names of one inode (hard links) share their variants,
+/// which are of the same bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Key {
-    rel: Box<[u8]>,
     len: u64,
     mtime: i64,
     mtime_nsec: u32,
@@ -126,9 +127,8 @@ struct Key {
 }
 
 impl Key {
-    fn new(rel: &[u8], m: &Meta) -> Key {
+    fn new(m: &Meta) -> Key {
         Key {
-            rel: rel.into(),
             len: m.len,
             mtime: m.mtime,
             mtime_nsec: m.mtime_nsec,
@@ -164,12 +164,12 @@ enum Slot {
 
 impl Slot {
     /// Bytes charged to the budget for a finished slot under `key`.
-    fn weight(&self, key: &Key) -> usize {
+    fn weight(&self) -> usize {
         let variants = match self {
             Slot::Ready { v, .. } => v.bytes(),
             _ => 0,
         };
-        variants + key.rel.len() + SLOT_OVERHEAD_BYTES
+        variants + SLOT_OVERHEAD_BYTES
     }
 }
 
@@ -185,7 +185,8 @@ pub(crate) enum Lookup {
 
 struct State {
     slots: HashMap<Key, Slot>,
-    queue: VecDeque<Key>,
+    /// The versions to compress, with the path to read each from.
+    queue: VecDeque<(Key, Box<[u8]>)>,
     /// Bytes held for finished slots: variants, and what each remembered version costs.
     bytes: usize,
     /// A counter for least-recently-used order.
@@ -243,7 +244,7 @@ impl Compressor {
         if !self.wants(meta.len) {
             return Lookup::No;
         }
-        let key = Key::new(rel, meta);
+        let key = Key::new(meta);
         let mut st = lock(&self.inner.state);
         st.clock += 1;
         let now = st.clock;
@@ -266,8 +267,8 @@ impl Compressor {
             // Full: identity for now; a later request queues it.
             return Lookup::Pending;
         }
-        st.slots.insert(key.clone(), Slot::Queued);
-        st.queue.push_back(key);
+        st.slots.insert(key, Slot::Queued);
+        st.queue.push_back((key, rel.into()));
         drop(st);
         self.inner.work.notify_one();
         Lookup::Pending
@@ -301,7 +302,7 @@ fn pool_thread(inner: &Inner) {
     // nothing but priority, so it is not an error.
     let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
     loop {
-        let key = {
+        let (key, rel) = {
             let mut st = lock(&inner.state);
             loop {
                 if st.stopping {
@@ -313,7 +314,7 @@ fn pool_thread(inner: &Inner) {
                 st = inner.work.wait(st).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let made = make(inner, &key);
+        let made = make(inner, &key, &rel);
         let mut st = lock(&inner.state);
         // Still wanted (a clear may have dropped it)?
         if !matches!(st.slots.get(&key), Some(Slot::Queued)) {
@@ -328,7 +329,7 @@ fn pool_thread(inner: &Inner) {
             },
             _ => Slot::Skipped { used },
         };
-        st.bytes += slot.weight(&key);
+        st.bytes += slot.weight();
         st.slots.insert(key, slot);
         evict(&mut st, inner.settings.cache_bytes as usize);
     }
@@ -347,14 +348,14 @@ fn evict(st: &mut State, budget: usize) {
             .min_by_key(|(used, _)| *used);
         let Some((_, key)) = oldest else { return };
         if let Some(slot) = st.slots.remove(&key) {
-            st.bytes -= slot.weight(&key);
+            st.bytes -= slot.weight();
         }
     }
 }
 
 /// Reads the file named by `key` (if it is still that version) and compresses it.
-fn make(inner: &Inner, key: &Key) -> Option<Variants> {
-    let (file, meta) = inner.root.open_file(&key.rel).ok()?;
+fn make(inner: &Inner, key: &Key, rel: &[u8]) -> Option<Variants> {
+    let (file, meta) = inner.root.open_file(rel).ok()?;
     if !key.matches(&meta) {
         return None;
     }
@@ -509,7 +510,7 @@ mod tests {
         let b = wait_ready(&c, b"app.js", &meta);
         assert!(Arc::ptr_eq(&a, &b), "compressed twice");
         assert!(a.br.is_some() && a.zstd.is_some() && a.gzip.is_some());
-        assert_eq!(c.bytes(), a.bytes() + b"app.js".len() + SLOT_OVERHEAD_BYTES);
+        assert_eq!(c.bytes(), a.bytes() + SLOT_OVERHEAD_BYTES);
     }
 
     #[test]
