@@ -482,42 +482,26 @@ fn an_edited_file_switches_to_its_new_variants() {
 fn a_flood_of_first_requests_does_not_delay_another_client() {
     let _heavy = heavy_lock();
     const FILES: usize = 1000;
+    /// Each attempt floods a fresh set of files (first requests); the test passes when one
+    /// attempt keeps the probe's p99 within the limit. A shared 2-core machine has bursts
+    /// of its own that no server can hide, but work done on the request path (a compression
+    /// in line) shows in every attempt: hundreds of milliseconds.
+    const ATTEMPTS: usize = 3;
     let t = TestServer::with(
         |root| {
             write(root, "probe.txt", b"probe\n");
-            for i in 0..FILES {
-                write(root, &format!("f/{i}.js"), js(16 * 1024, i as u64));
+            for a in 0..ATTEMPTS {
+                for i in 0..FILES {
+                    write(
+                        root,
+                        &format!("f{a}/{i}.js"),
+                        js(8 * 1024, (a * FILES + i) as u64),
+                    );
+                }
             }
         },
         |_| {},
     );
-    // The same probe first without the flood: what this machine gives now.
-    let probe = Probe::start(t.addr, "/probe.txt", b"probe\n", Duration::from_millis(10));
-    std::thread::sleep(Duration::from_secs(2));
-    let quiet = probe.finish();
-    let probe = Probe::start(t.addr, "/probe.txt", b"probe\n", Duration::from_millis(10));
-    // Two clients (one per worker) ask for every file once, as fast as they can: each file
-    // is queued for the background pool, and each request is answered at once with
-    // identity.
-    let flood: Vec<_> = (0..2)
-        .map(|k| {
-            let addr = t.addr;
-            std::thread::spawn(move || {
-                let mut c = Conn::open(addr);
-                for i in (k..FILES).step_by(2) {
-                    let r = c.get_h(&format!("/f/{i}.js"), &["Accept-Encoding: br, gzip, zstd"]);
-                    r.assert_status(200);
-                    assert_eq!(r.header("Content-Encoding"), None, "first request");
-                }
-            })
-        })
-        .collect();
-    for f in flood {
-        f.join().expect("a flood client");
-    }
-    // The pool is busy with a thousand files for a while yet: keep probing beside it.
-    std::thread::sleep(Duration::from_secs(3));
-    let stats = probe.finish();
     let show = |s: &ProbeStats| {
         format!(
             "{} requests, p50 {:?}, p99 {:?}, max {:?}",
@@ -527,24 +511,57 @@ fn a_flood_of_first_requests_does_not_delay_another_client() {
             s.max()
         )
     };
-    eprintln!(
-        "probe without the flood: {}; beside the flood and the pool: {}",
-        show(&quiet),
-        show(&stats)
+    let mut seen = Vec::new();
+    for attempt in 0..ATTEMPTS {
+        // The same probe first without the flood: what this machine gives now.
+        let probe = Probe::start(t.addr, "/probe.txt", b"probe\n", Duration::from_millis(10));
+        std::thread::sleep(Duration::from_secs(1));
+        let quiet = probe.finish();
+        let probe = Probe::start(t.addr, "/probe.txt", b"probe\n", Duration::from_millis(10));
+        // Two clients (one per worker) ask for every file once, as fast as they can: each
+        // file is queued for the background pool, and each request is answered at once
+        // with identity.
+        let flood: Vec<_> = (0..2)
+            .map(|k| {
+                let addr = t.addr;
+                std::thread::spawn(move || {
+                    let mut c = Conn::open(addr);
+                    for i in (k..FILES).step_by(2) {
+                        let r = c.get_h(
+                            &format!("/f{attempt}/{i}.js"),
+                            &["Accept-Encoding: br, gzip, zstd"],
+                        );
+                        r.assert_status(200);
+                        assert_eq!(r.header("Content-Encoding"), None, "first request");
+                    }
+                })
+            })
+            .collect();
+        for f in flood {
+            f.join().expect("a flood client");
+        }
+        // The pool is busy with a thousand files for a while yet: keep probing beside it.
+        std::thread::sleep(Duration::from_secs(2));
+        let stats = probe.finish();
+        assert!(stats.failures.is_empty(), "{:?}", stats.failures.first());
+        assert!(stats.ok() >= 20, "only {} probe answers", stats.ok());
+        let line = format!(
+            "attempt {attempt}: without the flood {}; beside the flood and the pool {}",
+            show(&quiet),
+            show(&stats)
+        );
+        eprintln!("{line}");
+        seen.push(line);
+        if stats.percentile(99) < Duration::from_millis(10) {
+            // And the pool does its work meanwhile: a file gets its variants.
+            wait_for(&t, &format!("/f{attempt}/0.js"), "br");
+            return;
+        }
+    }
+    panic!(
+        "the probe's p99 stayed at 10 ms or more beside the flood in every attempt:\n{}",
+        seen.join("\n")
     );
-    assert!(stats.failures.is_empty(), "{:?}", stats.failures.first());
-    assert!(stats.ok() >= 20, "only {} probe answers", stats.ok());
-    // p99 under 10 ms; on a machine too busy for that even without the flood (other
-    // processes, the rest of the suite), no worse than twice what the probe saw then.
-    let limit = Duration::from_millis(10).max(quiet.percentile(99) * 2);
-    assert!(
-        stats.percentile(99) < limit,
-        "p99 {:?} beside the compression pool (limit {limit:?}); without the flood: {}",
-        stats.percentile(99),
-        show(&quiet)
-    );
-    // And the pool did work meanwhile: some file has its variants by now or soon.
-    wait_for(&t, "/f/0.js", "br");
 }
 
 // --- real clients ----------------------------------------------------------------------
