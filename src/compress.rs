@@ -342,7 +342,7 @@ fn evict(st: &mut State, budget: usize) {
             .slots
             .iter()
             .filter_map(|(k, s)| match s {
-                Slot::Ready { used, .. } | Slot::Skipped { used } => Some((*used, k.clone())),
+                Slot::Ready { used, .. } | Slot::Skipped { used } => Some((*used, *k)),
                 Slot::Queued => None,
             })
             .min_by_key(|(used, _)| *used);
