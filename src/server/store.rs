@@ -451,10 +451,14 @@ impl Store {
                 }
                 Lookup::Ready(v) => {
                     let (variants, weight) = variant_files(file, &v);
-                    *state = Compressed::Ready(variants);
                     // The shared bytes count in every worker that holds them: a bound
-                    // on this worker's memory, whatever the others do.
-                    self.cache.borrow_mut().grow(key, file, weight);
+                    // on this worker's memory, whatever the others do. Variants too
+                    // heavy for this worker's cache are not kept: identity it is.
+                    if !self.cache.borrow_mut().grow(key, file, weight) {
+                        *state = Compressed::No;
+                        return None;
+                    }
+                    *state = Compressed::Ready(variants);
                 }
             }
         }
