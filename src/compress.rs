@@ -11,8 +11,9 @@
 //! file size (`--compress-max-file`), and the memory of finished variants
 //! (`--compress-cache-size`, least recently used evicted first).
 //!
-//! A file that changed has a new key (length, mtime, inode), so its old variants are never
-//! served for it; they age out of the LRU.
+//! A file that changed has a new key (length, mtime, inode, device), so its old variants
+//! are never served for it; they age out of the LRU. Each worker's entry for the old
+//! version goes at its revalidation, and the new entry asks for the new version.
 //!
 //! The lock is taken once per lookup while a worker's cache entry has no variants yet; once
 //! it has them, the worker keeps its own `Arc` and never asks again for that version.
