@@ -132,7 +132,7 @@ fn not_found(
     if visible && cfg.pretty_urls && !key.ends_with(b"/") && key.len() > 1 {
         let plain = key.len();
         key.extend_from_slice(b".html");
-        if let Some(reply) = serve_named(store, cfg, key, Status::Ok, now) {
+        if let Some(reply) = serve_named(store, cfg, req, key, Status::Ok, now) {
             return (reply, false);
         }
         key.truncate(plain);
@@ -144,7 +144,7 @@ fn not_found(
             key.clear();
             key.push(b'/');
             key.extend_from_slice(spa.as_os_str().as_encoded_bytes());
-            if let Some(reply) = serve_named(store, cfg, key, Status::Ok, now) {
+            if let Some(reply) = serve_named(store, cfg, req, key, Status::Ok, now) {
                 return (reply, true);
             }
         }
@@ -152,16 +152,18 @@ fn not_found(
     key.clear();
     key.push(b'/');
     key.extend_from_slice(NOT_FOUND_FILE);
-    let reply = serve_named(store, cfg, key, Status::NotFound, now)
+    let reply = serve_named(store, cfg, req, key, Status::NotFound, now)
         .unwrap_or(Reply::Error(Status::NotFound));
     (reply, vary)
 }
 
 /// Serves the regular file at the normalised path `key` with `status`, if it exists and
-/// the dotfile policy lets it be served.
+/// the dotfile policy lets it be served; compressed when it has variants and the client
+/// accepts one.
 fn serve_named(
     store: &Store,
     cfg: &Settings,
+    req: &Request<'_>,
     key: &[u8],
     status: Status,
     now: Now,
@@ -170,7 +172,10 @@ fn serve_named(
         return None;
     }
     match store.lookup(key, false, false, now) {
-        Ok(Loaded::File(file)) => Some(Reply::File { status, file }),
+        Ok(Loaded::File(file)) => {
+            let file = store.variant(req, key, &file).unwrap_or(file);
+            Some(Reply::File { status, file })
+        }
         _ => None,
     }
 }

@@ -331,6 +331,44 @@ fn vary_is_on_every_response_of_a_compressible_resource_and_only_there() {
 }
 
 #[test]
+fn the_spa_fallback_and_the_404_page_are_compressed_too() {
+    let page = js(20 * 1024, 5);
+    let t = TestServer::with(
+        |root| {
+            write(root, "index.html", &page);
+            write(root, "404.html", &page);
+        },
+        |c| c.spa = Some("index.html".into()),
+    );
+    let html = "Accept: text/html";
+    let deadline = Instant::now() + READY_WITHIN;
+    loop {
+        let r = t.get_h("/some/route", &[html, &ae("br")]);
+        r.assert_status(200);
+        assert_eq!(r.header_all("Vary"), ["Accept", "Accept-Encoding"]);
+        if r.header("Content-Encoding") == Some("br") {
+            assert_eq!(decode("br", &r.body), page);
+            break;
+        }
+        r.assert_whole(&page);
+        assert!(Instant::now() < deadline, "no br for the SPA fallback");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let deadline = Instant::now() + READY_WITHIN;
+    loop {
+        let r = t.get_h("/missing.png", &["Accept: image/png", &ae("gzip")]);
+        r.assert_status(404);
+        if r.header("Content-Encoding") == Some("gzip") {
+            assert_eq!(decode("gzip", &r.body), page);
+            break;
+        }
+        assert_eq!(r.body, page);
+        assert!(Instant::now() < deadline, "no gzip for the 404 page");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
 fn compress_off_serves_identity_alone() {
     let t = TestServer::with(site, |c| c.compress = false);
     let deadline = Instant::now() + Duration::from_millis(1500);
