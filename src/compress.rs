@@ -15,12 +15,13 @@
 //! are never served for it; they age out of the LRU. Each worker's entry for the old
 //! version goes at its revalidation, and the new entry asks for the new version.
 //!
-//! The lock is taken once per lookup while a worker's cache entry has no variants yet; once
-//! it has them, the worker keeps its own `Arc` and never asks again for that version.
+//! The lock is tried once per lookup while a worker's cache entry has no variants yet (a
+//! worker never waits for it: taken, the answer is "not yet"); once it has them, the worker
+//! keeps its own `Arc` and never asks again for that version.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
 
 use crate::config;
@@ -178,7 +179,8 @@ impl Slot {
 #[derive(Debug)]
 pub(crate) enum Lookup {
     Ready(Arc<Variants>),
-    /// Queued or being compressed, or the queue is full: serve identity, ask again later.
+    /// Queued or being compressed, the queue is full, or the lock was taken: serve identity,
+    /// ask again later.
     Pending,
     /// Outside the size bounds, or not worth it: serve identity, and stop asking.
     No,
@@ -246,7 +248,14 @@ impl Compressor {
             return Lookup::No;
         }
         let key = Key::new(meta);
-        let mut st = lock(&self.inner.state);
+        // Never wait for the lock: its holder may be a pool thread at nice 19, preempted
+        // by busy workers for tens of milliseconds. A worker that finds it taken serves
+        // identity and asks again on the next request.
+        let mut st = match self.inner.state.try_lock() {
+            Ok(st) => st,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return Lookup::Pending,
+        };
         st.clock += 1;
         let now = st.clock;
         match st.slots.get_mut(&key) {
@@ -381,13 +390,22 @@ pub(crate) fn brotli(input: &[u8], level: u32) -> Option<Vec<u8>> {
     };
     let params = brotli::enc::BrotliEncoderParams {
         quality: quality.min(11) as i32,
-        lgwin: 22,
+        lgwin: brotli_window(input.len()) as i32,
         size_hint: input.len(),
         ..Default::default()
     };
     let mut out = Vec::with_capacity(input.len() / 3);
     brotli::BrotliCompress(&mut &input[..], &mut out, &params).ok()?;
     Some(out)
+}
+
+/// Brotli's window (log2 bytes): just large enough for the input, within 10 ..= 22. The
+/// encoder's memory follows the window (tens of MiB at 22 and quality 11): a small file
+/// needs no more than its own size, and mapping and unmapping that much for every file
+/// would cost the workers page faults and TLB shootdowns for nothing.
+fn brotli_window(len: usize) -> u32 {
+    let bits = usize::BITS - len.saturating_sub(1).leading_zeros();
+    bits.clamp(10, 22)
 }
 
 pub(crate) fn zstd(input: &[u8], level: i32) -> Option<Vec<u8>> {
@@ -468,6 +486,26 @@ mod tests {
             .unwrap();
         assert_eq!(out, input);
         assert!(br.len() < input.len() / 10 && z.len() < input.len() / 10);
+    }
+
+    #[test]
+    fn the_brotli_window_fits_the_input() {
+        for (len, bits) in [
+            (0, 10),
+            (1000, 10),
+            (1025, 11),
+            (4096, 12),
+            (4097, 13),
+            (1 << 30, 22),
+        ] {
+            assert_eq!(brotli_window(len), bits, "{len}");
+        }
+        for len in [100, 5_000, 70_000] {
+            let input = text(len);
+            let mut out = Vec::new();
+            brotli::BrotliDecompress(&mut &brotli(&input, 11).unwrap()[..], &mut out).unwrap();
+            assert_eq!(out, input);
+        }
     }
 
     #[test]
