@@ -105,6 +105,7 @@ fn compose_step(c: &mut Criterion) {
             bytes: &bytes,
             head_len,
             on_disk: false,
+            body: None,
         },
     };
     let date = HttpDate::from_unix(1_795_000_000);

@@ -202,6 +202,59 @@ pub struct Args {
     /// After SIGTERM, keep serving this long with /readyz at 503 before draining (e.g. 5s behind a load balancer)
     #[arg(long, default_value_t = Dur(config::DEFAULT_SHUTDOWN_DELAY), value_parser = dur, env = "FSERVE_SHUTDOWN_DELAY")]
     pub shutdown_delay: Dur,
+    /// Compress text files (br, zstd, gzip) once, in the background, and serve them from memory; sidecars (.br, .zst, .gz) always win
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set, env = "FSERVE_COMPRESS")]
+    pub compress: bool,
+
+    /// Smallest file compressed
+    #[arg(long, default_value_t = Size(config::DEFAULT_COMPRESS_MIN_BYTES), value_parser = size, env = "FSERVE_COMPRESS_MIN")]
+    pub compress_min: Size,
+
+    /// Largest file compressed
+    #[arg(long, default_value_t = Size(config::DEFAULT_COMPRESS_MAX_FILE_BYTES), value_parser = size, env = "FSERVE_COMPRESS_MAX_FILE")]
+    pub compress_max_file: Size,
+
+    /// Memory for compressed files, for the whole process (least recently used go first)
+    #[arg(long, default_value_t = Size(config::DEFAULT_COMPRESS_CACHE_BYTES), value_parser = size, env = "FSERVE_COMPRESS_CACHE_SIZE")]
+    pub compress_cache_size: Size,
+
+    /// Compression levels, any of br=0-11, zstd=1-22, gzip=1-9 [default: br=11,zstd=19,gzip=9]
+    #[arg(long, value_name = "CODING=N,…", value_parser = parse_levels, env = "FSERVE_COMPRESS_LEVEL")]
+    pub compress_level: Option<Levels>,
+}
+
+/// `--compress-level`'s value: the levels given (the others keep their defaults).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Levels {
+    pub br: Option<u32>,
+    pub zstd: Option<i32>,
+    pub gzip: Option<u32>,
+}
+
+/// `br=11,zstd=19,gzip=9`, or any of them.
+pub fn parse_levels(s: &str) -> Result<Levels, String> {
+    let mut l = Levels::default();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let bad = || format!("`{item}` is not a level (try br=11,zstd=19,gzip=9)");
+        let (coding, n) = item.split_once('=').ok_or_else(bad)?;
+        let n = n.trim();
+        match coding.trim().to_ascii_lowercase().as_str() {
+            "br" | "brotli" => l.br = Some(n.parse().map_err(|_| bad())?),
+            "zstd" => l.zstd = Some(n.parse().map_err(|_| bad())?),
+            "gzip" => l.gzip = Some(n.parse().map_err(|_| bad())?),
+            _ => return Err(format!("`{item}`: unknown coding (use br, zstd or gzip)")),
+        }
+    }
+    Ok(l)
+}
+
+/// `on` or `off` (also true/false, yes/no, 1/0).
+fn on_off(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(format!("`{s}` is neither on nor off")),
+    }
 }
 
 /// Subcommands; without one, fserve serves ROOT.
@@ -246,6 +299,15 @@ impl Args {
         c.trusted_proxies = self.trusted_proxies;
         c.admin = self.admin;
         c.shutdown_delay = self.shutdown_delay.0;
+        c.compress = self.compress;
+        c.compress_min_bytes = self.compress_min.0;
+        c.compress_max_file_bytes = self.compress_max_file.0;
+        c.compress_cache_bytes = self.compress_cache_size.0;
+        if let Some(l) = self.compress_level {
+            c.brotli_level = l.br.unwrap_or(c.brotli_level);
+            c.zstd_level = l.zstd.unwrap_or(c.zstd_level);
+            c.gzip_level = l.gzip.unwrap_or(c.gzip_level);
+        }
         c
     }
 }
@@ -363,6 +425,47 @@ mod tests {
         assert_eq!(args.command, None);
         assert_eq!(args.root, PathBuf::from("healthcheck"));
         assert!(Args::try_parse_from(["fserve", "healthcheck", "a", "b"]).is_err());
+    }
+
+    #[test]
+    fn compression_flags() {
+        let c = Args::try_parse_from(["fserve"]).unwrap().into_config();
+        let d = Config::new(".");
+        assert!(c.compress);
+        assert_eq!(
+            (
+                c.compress_min_bytes,
+                c.compress_max_file_bytes,
+                c.compress_cache_bytes
+            ),
+            (
+                d.compress_min_bytes,
+                d.compress_max_file_bytes,
+                d.compress_cache_bytes
+            )
+        );
+        assert_eq!(
+            (c.brotli_level, c.zstd_level, c.gzip_level),
+            (d.brotli_level, d.zstd_level, d.gzip_level)
+        );
+        let c = Args::try_parse_from([
+            "fserve",
+            "--compress",
+            "off",
+            "--compress-min",
+            "1KiB",
+            "--compress-level",
+            "zstd=3, br=5",
+        ])
+        .unwrap()
+        .into_config();
+        assert!(!c.compress);
+        assert_eq!(c.compress_min_bytes, 1024);
+        assert_eq!((c.brotli_level, c.zstd_level, c.gzip_level), (5, 3, 9));
+        for bad in ["br", "br=x", "lz4=1", "br=-1"] {
+            assert!(parse_levels(bad).is_err(), "{bad}");
+        }
+        assert!(Args::try_parse_from(["fserve", "--compress", "maybe"]).is_err());
     }
 
     #[test]

@@ -50,6 +50,28 @@ pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::ZERO;
 pub use crate::accesslog::client::Cidr;
 pub use crate::accesslog::{Format as LogFormat, Sink as LogSink};
 
+/// Compressed variants (`--compress`): the smallest file compressed. Measured on ~1,300
+/// small real text files (JS, CSS, JSON, HTML, SVG, Python, Markdown), the saving per
+/// response net of the `Content-Encoding` line: 128–256 B files save 16–45 B and a third
+/// of them nothing at all with gzip; 256–512 B save 90–210 B; 512–768 B save 270–330 B,
+/// every file and every coding gaining. Below 512 B the whole response fits one TCP
+/// segment either way, and the three variants' heads a worker holds outweigh the saving.
+pub const DEFAULT_COMPRESS_MIN_BYTES: u64 = 512;
+/// The largest file compressed: real front-end bundles reach tens of MiB.
+pub const DEFAULT_COMPRESS_MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
+/// Most `--compress-max-file` may be: the background pool reads a whole file into memory.
+pub const MAX_COMPRESS_MAX_FILE_BYTES: u64 = 1024 * 1024 * 1024;
+/// Memory for finished variants, for the whole process (every worker shares them).
+pub const DEFAULT_COMPRESS_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+/// Default levels: the top of each encoder's range (or near it), since each file is
+/// compressed once per process, in the background. Brotli 11 is capped lower for large
+/// files (see `compress`).
+pub const DEFAULT_BROTLI_LEVEL: u32 = 11;
+pub const DEFAULT_ZSTD_LEVEL: i32 = 19;
+pub const DEFAULT_GZIP_LEVEL: u32 = 9;
+/// Most background compression threads (one per four workers, at least one).
+pub const MAX_COMPRESS_THREADS: usize = 4;
+
 /// Header fields `--header` may not set: framing and connection management belong to the
 /// server (RFC 9112 §6, RFC 9110 §7.6.1), and a second Date or Server field would
 /// contradict the server's own. `Host` is a request field.
@@ -126,6 +148,17 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// After SIGTERM: keep accepting this long with `/readyz` at 503, then drain.
     pub shutdown_delay: Duration,
+    /// Compress text files once, in the background, and serve br/zstd/gzip from memory.
+    pub compress: bool,
+    /// Files from this size up to `compress_max_file_bytes` are compressed.
+    pub compress_min_bytes: u64,
+    pub compress_max_file_bytes: u64,
+    /// Memory for compressed variants, for the whole process.
+    pub compress_cache_bytes: u64,
+    /// Brotli quality (0–11), zstd level (1–22), gzip level (1–9).
+    pub brotli_level: u32,
+    pub zstd_level: i32,
+    pub gzip_level: u32,
 }
 
 impl Config {
@@ -158,6 +191,13 @@ impl Config {
             trusted_proxies: Vec::new(),
             admin: None,
             shutdown_delay: DEFAULT_SHUTDOWN_DELAY,
+            compress: true,
+            compress_min_bytes: DEFAULT_COMPRESS_MIN_BYTES,
+            compress_max_file_bytes: DEFAULT_COMPRESS_MAX_FILE_BYTES,
+            compress_cache_bytes: DEFAULT_COMPRESS_CACHE_BYTES,
+            brotli_level: DEFAULT_BROTLI_LEVEL,
+            zstd_level: DEFAULT_ZSTD_LEVEL,
+            gzip_level: DEFAULT_GZIP_LEVEL,
         }
     }
 
@@ -228,6 +268,7 @@ impl Config {
                 ),
             );
         }
+        self.validate_compression()?;
         for (name, value) in &self.headers {
             check_site_header(name, value)?;
         }
@@ -281,6 +322,47 @@ impl Config {
         Ok(())
     }
 
+    fn validate_compression(&self) -> Result<(), ConfigError> {
+        let err = |flag, message: String| Err(ConfigError { flag, message });
+        if self.compress_max_file_bytes > MAX_COMPRESS_MAX_FILE_BYTES {
+            return err(
+                "--compress-max-file",
+                format!(
+                    "--compress-max-file {} is above {MAX_COMPRESS_MAX_FILE_BYTES} (1GiB); lower it (default 32MiB)",
+                    self.compress_max_file_bytes
+                ),
+            );
+        }
+        if self.compress_min_bytes > self.compress_max_file_bytes {
+            return err(
+                "--compress-min",
+                format!(
+                    "--compress-min {} is above --compress-max-file {}; lower it (default 512) or raise --compress-max-file",
+                    self.compress_min_bytes, self.compress_max_file_bytes
+                ),
+            );
+        }
+        if self.compress && self.compress_cache_bytes == 0 {
+            return err(
+                "--compress-cache-size",
+                "--compress-cache-size 0 leaves no memory for compressed files; give some (default 128MiB) or use --compress off".into(),
+            );
+        }
+        if self.brotli_level > 11
+            || !(1..=22).contains(&self.zstd_level)
+            || !(1..=9).contains(&self.gzip_level)
+        {
+            return err(
+                "--compress-level",
+                format!(
+                    "--compress-level br={},zstd={},gzip={} is out of range; use br 0-11, zstd 1-22, gzip 1-9",
+                    self.brotli_level, self.zstd_level, self.gzip_level
+                ),
+            );
+        }
+        Ok(())
+    }
+
     /// Checks every value and computes every derived one, once. `root` is the directory to
     /// serve, already resolved to an absolute path by the caller (which reports a missing
     /// root as its own error); it replaces `self.root`.
@@ -318,6 +400,15 @@ impl Config {
             site_fields,
             defer_accept_secs: u32::try_from(self.header_timeout.as_secs().max(1))
                 .unwrap_or(u32::MAX),
+            compression: self.compress.then(|| crate::compress::Settings {
+                min_bytes: self.compress_min_bytes,
+                max_file_bytes: self.compress_max_file_bytes,
+                cache_bytes: self.compress_cache_bytes,
+                brotli_level: self.brotli_level,
+                zstd_level: self.zstd_level,
+                gzip_level: self.gzip_level,
+                threads: (workers / 4).clamp(1, MAX_COMPRESS_THREADS),
+            }),
             open_files_needed: (self.max_connections as u64)
                 .saturating_add(FILES_PER_WORKER.saturating_mul(workers as u64))
                 .saturating_add(FILES_SLACK),
@@ -348,6 +439,8 @@ pub struct Settings {
     pub site_fields: Vec<u8>,
     /// TCP_DEFER_ACCEPT seconds: the header timeout, at least 1.
     pub defer_accept_secs: u32,
+    /// The compressor's settings, unless `--compress off`.
+    pub compression: Option<crate::compress::Settings>,
     /// Open files the flags may need at once: every connection, what each worker holds
     /// beside them ([`FILES_PER_WORKER`]) and [`FILES_SLACK`].
     pub open_files_needed: u64,
@@ -437,7 +530,7 @@ mod tests {
     #[test]
     fn each_bad_value_names_its_flag() {
         type Edit = Box<dyn FnOnce(&mut Config)>;
-        let cases: [(&str, Edit); 11] = [
+        let cases: [(&str, Edit); 16] = [
             (
                 "--admin",
                 Box::new(|c| c.admin = Some(SocketAddr::from(([127, 0, 0, 1], c.port)))),
@@ -446,6 +539,20 @@ mod tests {
                 "--access-log",
                 Box::new(|c| c.access_log = Some(LogSink::File(std::env::temp_dir()))),
             ),
+            (
+                "--compress-min",
+                Box::new(|c| c.compress_min_bytes = 1 << 30),
+            ),
+            (
+                "--compress-max-file",
+                Box::new(|c| c.compress_max_file_bytes = 2 << 30),
+            ),
+            (
+                "--compress-cache-size",
+                Box::new(|c| c.compress_cache_bytes = 0),
+            ),
+            ("--compress-level", Box::new(|c| c.brotli_level = 12)),
+            ("--compress-level", Box::new(|c| c.zstd_level = 0)),
             ("--cache-size", Box::new(|c| c.cache_bytes = 0)),
             (
                 "--cache-max-file",

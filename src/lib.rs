@@ -19,6 +19,7 @@
 mod accesslog;
 mod admin;
 pub mod cli;
+mod compress;
 pub mod config;
 pub mod diag;
 mod engine;

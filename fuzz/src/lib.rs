@@ -650,7 +650,11 @@ pub fn compose(data: &[u8]) {
     };
     let mut sent = Vec::new();
     let mut facts = Vec::new();
-    for (bytes, on_disk) in [(&mem, false), (&disk, true)] {
+    for (bytes, on_disk, apart) in [
+        (&mem, false, false),
+        (&disk, true, false),
+        (&disk, false, true),
+    ] {
         let reply = compose::Reply::File {
             status,
             file: FileBody {
@@ -658,6 +662,7 @@ pub fn compose(data: &[u8]) {
                 bytes,
                 head_len: disk.len(),
                 on_disk,
+                body: apart.then_some(&content[..]),
             },
         };
         let mut out = Vec::new();
@@ -675,6 +680,10 @@ pub fn compose(data: &[u8]) {
                     );
                     whole.extend_from_slice(&bytes[r]);
                 }
+                Segment::Body(r) => {
+                    assert!(apart, "a body segment for a body not held apart");
+                    whole.extend_from_slice(&content[r]);
+                }
                 Segment::File { offset, len: n } => {
                     assert!(on_disk, "a file segment for a body in memory");
                     let end = offset.checked_add(n).expect("no overflow");
@@ -687,7 +696,9 @@ pub fn compose(data: &[u8]) {
         facts.push(done);
     }
     assert_eq!(sent[0], sent[1], "memory and disk differ");
+    assert_eq!(sent[0], sent[2], "memory and a body held apart differ");
     assert_eq!(facts[0], facts[1]);
+    assert_eq!(facts[0], facts[2]);
     let whole = &sent[0];
     let blank = whole
         .windows(4)

@@ -6,12 +6,15 @@
 use std::io::IoSlice;
 use std::ops::Range;
 use std::rc::Rc;
+use std::sync::Arc;
 
-/// One piece of a response: bytes in the batch's own buffer, or shared bytes (a cached file
-/// with its pre-rendered head) that the batch keeps alive while the kernel reads them.
+/// One piece of a response: bytes in the batch's own buffer, or shared bytes that the batch
+/// keeps alive while the kernel reads them: a worker's (a cached file with its pre-rendered
+/// head), or the process's (a compressed variant, made once for every worker).
 pub(crate) enum Chunk {
     Own(Range<usize>),
     Shared(Rc<[u8]>, Range<usize>),
+    Process(Arc<[u8]>, Range<usize>),
 }
 
 /// The bytes of one or more responses, gathered into one send. Reused across requests so
@@ -73,6 +76,13 @@ impl SendBatch {
         }
     }
 
+    /// Queues `bytes[range]` of bytes shared between threads, keeping them alive until sent.
+    pub(crate) fn push_process(&mut self, bytes: &Arc<[u8]>, range: Range<usize>) {
+        if !range.is_empty() {
+            self.b.chunks.push(Chunk::Process(bytes.clone(), range));
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.b.chunks.is_empty()
     }
@@ -113,6 +123,7 @@ impl SendBatch {
         match chunk {
             Chunk::Own(r) => &self.b.own[r.clone()],
             Chunk::Shared(b, r) => &b[r.clone()],
+            Chunk::Process(b, r) => &b[r.clone()],
         }
     }
 
@@ -128,7 +139,7 @@ impl SendBatch {
         let mut done = 0;
         for chunk in &mut self.b.chunks {
             let r = match chunk {
-                Chunk::Own(r) | Chunk::Shared(_, r) => r,
+                Chunk::Own(r) | Chunk::Shared(_, r) | Chunk::Process(_, r) => r,
             };
             if n >= r.len() {
                 n -= r.len();
@@ -158,6 +169,7 @@ mod tests {
     #[test]
     fn pieces_go_out_in_order_and_consume_drops_a_prefix() {
         let shared: Rc<[u8]> = Rc::from(&b"0123456789"[..]);
+        let process: Arc<[u8]> = Arc::from(&b"abcdef"[..]);
         let mut b = SendBatch::new();
         b.own_buf().extend_from_slice(b"head ");
         b.push_own(0);
@@ -165,12 +177,15 @@ mod tests {
         let from = b.own_buf().len();
         b.own_buf().extend_from_slice(b" tail");
         b.push_own(from);
-        assert_eq!(b.chunk_count(), 3);
-        assert_eq!(queued(&b), b"head 234 tail");
+        b.push_process(&process, 1..3);
+        assert_eq!(b.chunk_count(), 4);
+        assert_eq!(queued(&b), b"head 234 tailbc");
         assert_eq!(b.iovecs(2).len(), 2);
         b.consume(6);
-        assert_eq!(queued(&b), b"34 tail");
-        b.consume(7);
+        assert_eq!(queued(&b), b"34 tailbc");
+        b.consume(8);
+        assert_eq!(queued(&b), b"c");
+        b.consume(1);
         assert!(b.is_empty());
         assert!(b.own_buf().is_empty());
     }

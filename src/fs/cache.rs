@@ -86,6 +86,27 @@ impl<V> Cache<V> {
         self.map.insert(key.into(), slot);
     }
 
+    /// Adds `extra` bytes to the weight of the entry for `key` if it holds `value` (its
+    /// value grew: a file's compressed variants arrived), evicting others as needed.
+    /// Returns false, changing nothing, when the entry is not there or would weigh more
+    /// than a quarter of the budget (as [`Cache::insert`] refuses).
+    pub fn grow(&mut self, key: &[u8], value: &Rc<V>, extra: usize) -> bool {
+        let Some(slot) = self.map.get_mut(key) else {
+            return false;
+        };
+        if !Rc::ptr_eq(&slot.value, value) || slot.weight + extra > self.budget / 4 {
+            return false;
+        }
+        slot.weight += extra;
+        // The entry itself is referenced: the sweep passes it over once.
+        slot.referenced.set(true);
+        self.used += extra;
+        if self.used > self.budget {
+            self.evict(self.used - self.budget);
+        }
+        true
+    }
+
     pub fn remove(&mut self, key: &[u8]) {
         if let Some(slot) = self.map.remove(key) {
             self.used -= slot.weight;
@@ -186,6 +207,32 @@ mod tests {
         assert!(c.get(b"/big", 0).is_none());
         c.remove(b"/a");
         assert_eq!((c.len(), c.used_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn an_entry_that_grows_is_weighed_anew() {
+        let mut c = Cache::new(10_000);
+        let a = Rc::new(1);
+        c.insert(b"/a", a.clone(), 100, 0);
+        assert!(!c.grow(b"/a", &Rc::new(1), 1_000));
+        assert_eq!(c.used_bytes(), 100 + 2 + ENTRY_OVERHEAD, "another value");
+        assert!(c.grow(b"/a", &a, 1_000));
+        assert_eq!(c.used_bytes(), 1_100 + 2 + ENTRY_OVERHEAD);
+        assert!(!c.grow(b"/a", &a, 2_000), "past a quarter of the budget");
+        assert_eq!(c.used_bytes(), 1_100 + 2 + ENTRY_OVERHEAD);
+        // Growing past the budget evicts others.
+        for i in 0..14u32 {
+            c.insert(format!("/{i:03}").as_bytes(), Rc::new(i), 500, 0);
+        }
+        let used = c.used_bytes();
+        assert!(c.grow(b"/a", &a, 1_000));
+        assert!(
+            c.used_bytes() <= 10_000 && c.len() < 15,
+            "{used} -> {}",
+            c.used_bytes()
+        );
+        c.remove(b"/a");
+        assert!(c.used_bytes() < used);
     }
 
     impl Cache<u32> {

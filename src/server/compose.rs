@@ -13,8 +13,9 @@
 //!    conditional.
 //! 3. The body source decides the segments: a file held in memory is one shared slice of
 //!    its pre-rendered fields and bytes (a plain hit: the prefix, then that slice); a file
-//!    held open is sent from its descriptor by offset. Both take the same path through
-//!    here, single and multipart ranges included.
+//!    held open is sent from its descriptor by offset; a compressed variant is its head
+//!    (the worker's) then its bytes (shared by every worker). All take the same path
+//!    through here, single and multipart ranges included.
 //! 4. HEAD gets the head a GET would (same Content-Length) and no body.
 //!
 //! It never reads files, sockets or clocks, and never chooses what to serve (that is the
@@ -78,6 +79,9 @@ pub struct FileBody<'a> {
     pub head_len: usize,
     /// The body is sent from the open file ([`Segment::File`]), not from `bytes`.
     pub on_disk: bool,
+    /// The body, held apart from `bytes` ([`Segment::Body`]): a compressed variant's bytes,
+    /// made once and shared by every worker, after a head that each worker renders.
+    pub body: Option<&'a [u8]>,
 }
 
 /// What the URL policy and the store chose for a request.
@@ -124,6 +128,8 @@ pub enum Segment {
     Shared(Range<usize>),
     /// Bytes of the open file, by offset.
     File { offset: u64, len: u64 },
+    /// Bytes of the body held apart ([`FileBody::body`]).
+    Body(Range<usize>),
 }
 
 /// The segments of one response: a fixed array, so composing allocates nothing.
@@ -157,7 +163,7 @@ impl Segments {
     /// Appends `seg`, dropping an empty one and merging adjacent own bytes.
     fn push(&mut self, seg: Segment) {
         let empty = match &seg {
-            Segment::Own(r) | Segment::Shared(r) => r.is_empty(),
+            Segment::Own(r) | Segment::Shared(r) | Segment::Body(r) => r.is_empty(),
             Segment::File { len, .. } => *len == 0,
         };
         if empty {
@@ -342,6 +348,8 @@ fn compose_file(
     let body = |segs: &mut Segments, first: u64, len: u64| {
         if file.on_disk {
             segs.push(Segment::File { offset: first, len });
+        } else if file.body.is_some() {
+            segs.push(Segment::Body(first as usize..(first + len) as usize));
         } else {
             let start = file.head_len + first as usize;
             segs.push(Segment::Shared(start..start + len as usize));
@@ -354,7 +362,7 @@ fn compose_file(
             if head_only {
                 segs.push(Segment::Shared(0..file.head_len));
                 (status, 0)
-            } else if file.on_disk {
+            } else if file.on_disk || file.body.is_some() {
                 segs.push(Segment::Shared(0..file.head_len));
                 body(segs, 0, rep.len);
                 (status, rep.len)
@@ -487,6 +495,8 @@ mod tests {
     enum Src {
         Mem,
         Disk,
+        /// The body held apart from the head (a compressed variant).
+        Apart,
     }
 
     #[derive(Clone, Copy)]
@@ -590,6 +600,7 @@ mod tests {
             bytes: if src == Src::Mem { &fx.mem } else { &fx.disk },
             head_len: fx.disk.len(),
             on_disk: src == Src::Disk,
+            body: (src == Src::Apart).then_some(&fx.content[..]),
         };
         let (reply, shared) = match kind {
             Kind::File(status, src) => (
@@ -624,7 +635,12 @@ mod tests {
                 }
                 Segment::Shared(r) => bytes.extend_from_slice(&shared[r]),
                 Segment::File { offset, len } => {
+                    assert!(matches!(kind, Kind::File(_, Src::Disk)));
                     bytes.extend_from_slice(&fx.content[offset as usize..(offset + len) as usize])
+                }
+                Segment::Body(r) => {
+                    assert!(matches!(kind, Kind::File(_, Src::Apart)));
+                    bytes.extend_from_slice(&fx.content[r])
                 }
             }
         }
@@ -654,7 +670,7 @@ mod tests {
         )
     }
 
-    const BOTH: [Src; 2] = [Src::Mem, Src::Disk];
+    const SOURCES: [Src; 3] = [Src::Mem, Src::Disk, Src::Apart];
 
     /// The oracle for a multipart/byteranges body, built by hand (RFC 9110 §14.6).
     fn multipart_oracle(ranges: &[(u64, u64)], content: &[u8]) -> Vec<u8> {
@@ -707,8 +723,26 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_hit_of_a_body_held_apart_is_the_prefix_the_fields_then_the_body() {
+        let fx = fixture(LEN);
+        let o = get(&[], Src::Apart);
+        assert_eq!(o.code(), 200);
+        assert_eq!(
+            o.segs[1..],
+            [
+                Segment::Shared(0..fx.disk.len()),
+                Segment::Body(0..LEN as usize)
+            ]
+        );
+        assert_eq!(o.body(), fx.content);
+        assert_eq!(o.c.body_bytes, LEN);
+        let o = get(&["Range: bytes=10-19"], Src::Apart);
+        assert_eq!(o.segs[1..], [Segment::Body(10..20)]);
+    }
+
+    #[test]
     fn the_200_head_has_every_field_in_order() {
-        for src in BOTH {
+        for src in SOURCES {
             let o = get(&[], src);
             assert_eq!(
                 o.names(),
@@ -763,7 +797,7 @@ mod tests {
 
     #[test]
     fn an_empty_file_has_an_empty_body() {
-        for src in BOTH {
+        for src in SOURCES {
             let o = run_opts(
                 &req_raw("GET", "HTTP/1.1", &[]),
                 Kind::File(Status::Ok, src),
@@ -781,7 +815,7 @@ mod tests {
 
     #[test]
     fn head_sends_the_get_head_and_no_body() {
-        for src in BOTH {
+        for src in SOURCES {
             let g = get(&[], src);
             let h = head(&[], src);
             assert_eq!(h.head(), g.head(), "{src:?}");
@@ -793,7 +827,7 @@ mod tests {
 
     #[test]
     fn head_ignores_range() {
-        for src in BOTH {
+        for src in SOURCES {
             let h = head(&["Range: bytes=0-9"], src);
             assert_eq!(h.code(), 200);
             assert_eq!(h.content_length(), Some(LEN as usize));
@@ -820,7 +854,7 @@ mod tests {
 
     #[test]
     fn if_none_match_with_the_current_tag_is_304() {
-        for src in BOTH {
+        for src in SOURCES {
             for tag in [
                 etag(LEN),
                 format!("W/{}", etag(LEN)),
@@ -837,7 +871,7 @@ mod tests {
 
     #[test]
     fn if_none_match_with_another_tag_is_200() {
-        for src in BOTH {
+        for src in SOURCES {
             let o = get(&["If-None-Match: \"other\""], src);
             assert_eq!(o.code(), 200);
             assert_eq!(o.body(), fixture(LEN).content);
@@ -847,7 +881,7 @@ mod tests {
     #[test]
     fn if_modified_since_at_or_after_the_mtime_is_304() {
         for (secs, want) in [(MTIME, 304), (MTIME + 1, 304), (MTIME - 1, 200)] {
-            for src in BOTH {
+            for src in SOURCES {
                 let o = get(&[&format!("If-Modified-Since: {}", http_date(secs))], src);
                 assert_eq!(o.code(), want, "{secs}");
             }
@@ -856,7 +890,7 @@ mod tests {
 
     #[test]
     fn a_304_carries_exactly_the_validators_and_cache_fields() {
-        for src in BOTH {
+        for src in SOURCES {
             let o = get(&[&format!("If-None-Match: {}", etag(LEN))], src);
             assert_eq!(
                 o.names(),
@@ -901,7 +935,7 @@ mod tests {
 
     #[test]
     fn if_match_that_fails_is_412() {
-        for src in BOTH {
+        for src in SOURCES {
             for field in ["If-Match: \"other\"", &format!("If-Match: W/{}", etag(LEN))] {
                 let o = get(&[field], src);
                 assert_eq!(o.code(), 412, "{field}");
@@ -976,7 +1010,7 @@ mod tests {
             ("BYTES=7-8", 7, 8),
         ];
         for &(range, first, last) in cases {
-            for src in BOTH {
+            for src in SOURCES {
                 let o = get(&[&format!("Range: {range}")], src);
                 assert_eq!(o.code(), 206, "{range} {src:?}");
                 assert_eq!(
@@ -1045,7 +1079,7 @@ mod tests {
             ("bytes=100-199,150-300,500-", &[(100, 300), (500, 999)]),
         ];
         for &(range, parts) in cases {
-            for src in BOTH {
+            for src in SOURCES {
                 let o = get(&[&format!("Range: {range}")], src);
                 assert_eq!(o.code(), 206, "{range}");
                 let b = std::str::from_utf8(&BOUNDARY).unwrap();
@@ -1072,6 +1106,7 @@ mod tests {
                 Segment::Own(_) => "own",
                 Segment::Shared(_) => "shared",
                 Segment::File { .. } => "file",
+                Segment::Body(_) => "body",
             })
             .collect();
         assert_eq!(kinds, ["own", "file", "own", "file", "own", "file", "own"]);
@@ -1092,7 +1127,7 @@ mod tests {
             .map(|i| format!("{}-{}", i * 10, i * 10 + 1))
             .collect();
         let range = format!("Range: bytes={}", spec.join(","));
-        for src in BOTH {
+        for src in SOURCES {
             let o = get(&[&range], src);
             assert_eq!(o.code(), 206);
             assert!(o.segs.len() <= MAX_SEGMENTS);
@@ -1112,7 +1147,7 @@ mod tests {
             "bytes=",
             "bytes=0-,0-,0-",
         ] {
-            for src in BOTH {
+            for src in SOURCES {
                 let o = get(&[&format!("Range: {range}")], src);
                 assert_eq!(o.code(), 200, "{range}");
                 assert_eq!(o.body(), fixture(LEN).content, "{range}");
@@ -1125,7 +1160,7 @@ mod tests {
     #[test]
     fn an_unsatisfiable_range_is_416_with_the_length() {
         for range in ["bytes=1000-", "bytes=5000-6000", "bytes=-0"] {
-            for src in BOTH {
+            for src in SOURCES {
                 let o = get(&[&format!("Range: {range}")], src);
                 assert_eq!(o.code(), 416, "{range}");
                 assert_eq!(o.field("content-range").unwrap(), format!("bytes */{LEN}"));
@@ -1162,7 +1197,7 @@ mod tests {
     #[test]
     fn if_range_with_another_or_a_weak_tag_sends_everything() {
         for tag in ["\"old\"".to_string(), format!("W/{}", etag(LEN))] {
-            for src in BOTH {
+            for src in SOURCES {
                 let o = get(&[&format!("If-Range: {tag}"), "Range: bytes=0-3"], src);
                 assert_eq!(o.code(), 200, "{tag}");
                 assert_eq!(o.body(), fixture(LEN).content);
@@ -1200,7 +1235,7 @@ mod tests {
             "If-Match: \"other\"".into(),
             "Range: bytes=0-1".into(),
         ] {
-            for src in BOTH {
+            for src in SOURCES {
                 let o = run(
                     &req_raw("GET", "HTTP/1.1", &[&extra]),
                     Kind::File(Status::NotFound, src),
@@ -1327,7 +1362,7 @@ mod tests {
 
     #[test]
     fn connection_close_closes_and_says_so() {
-        for src in BOTH {
+        for src in SOURCES {
             let o = get(&["Connection: close"], src);
             assert!(o.c.close);
             assert_eq!(o.field("connection").unwrap(), "close");

@@ -412,6 +412,13 @@ impl Conn {
                 (Segment::Own(r), _) if in_batch => self.wire.queue_written(r),
                 (Segment::Own(r), _) => self.wire.queue_own(&self.head[r]),
                 (Segment::Shared(r), Some(file)) => self.wire.queue_shared(&file.bytes, r),
+                (Segment::Body(r), Some(file)) => {
+                    let body = file
+                        .apart
+                        .as_ref()
+                        .expect("a body segment has a body apart");
+                    self.wire.queue_process(body, r);
+                }
                 (Segment::File { offset, len }, Some(file)) => {
                     self.wire.flush(true).await?;
                     let disk = file.disk.as_ref().expect("a large file is held open");

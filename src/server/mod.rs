@@ -236,6 +236,13 @@ impl Server {
         let addr = listeners[0].local_addr().map_err(StartError::Worker)?;
 
         let open_files_needed = settings.open_files_needed;
+        let root_fd = Arc::new(root_fd);
+        let compressor = match settings.compression {
+            Some(c) => crate::compress::Compressor::start(root_fd.clone(), c)
+                .map(|c| Some(Arc::new(c)))
+                .map_err(StartError::Worker)?,
+            None => None,
+        };
         let metrics = Arc::new(Metrics::new(workers, engine.name()));
         let log = match &settings.access_log {
             Some(sink) => Some(Arc::new(
@@ -260,6 +267,7 @@ impl Server {
             root_fd,
             engine,
             metrics.clone(),
+            compressor,
         ));
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let (ready_tx, ready_rx) = mpsc::channel();

@@ -8,7 +8,8 @@
 //!    interval), or opened beneath the root on a miss: a directory without its slash is a
 //!    301, with it its index.html (or a listing);
 //! 4. content negotiation: if the file has `.br`/`.zst`/`.gz` sidecars and the client
-//!    accepts one, that representation is looked up the same way;
+//!    accepts one, that representation is looked up the same way; else, for a
+//!    compressible file, its compressed variants once they are ready (compress.rs);
 //! 5. for a missing file: `--pretty-urls` (`/about` → about.html), `--spa`, `404.html`.
 //!    Every fallback passes the same dotfile policy as a direct hit.
 //!
@@ -104,7 +105,10 @@ pub(super) fn resolve(
         Err(OpenError::NotFound) => return not_found(store, cfg, req, key, true, now),
         Err(e) => return (open_error(e, key), false),
     };
-    let file = store.sidecar(req, key, &identity, now).unwrap_or(identity);
+    let file = store
+        .sidecar(req, key, &identity, now)
+        .or_else(|| store.variant(req, key, &identity))
+        .unwrap_or(identity);
     (
         Reply::File {
             status: Status::Ok,
@@ -128,7 +132,7 @@ fn not_found(
     if visible && cfg.pretty_urls && !key.ends_with(b"/") && key.len() > 1 {
         let plain = key.len();
         key.extend_from_slice(b".html");
-        if let Some(reply) = serve_named(store, cfg, key, Status::Ok, now) {
+        if let Some(reply) = serve_named(store, cfg, req, key, Status::Ok, now) {
             return (reply, false);
         }
         key.truncate(plain);
@@ -140,7 +144,7 @@ fn not_found(
             key.clear();
             key.push(b'/');
             key.extend_from_slice(spa.as_os_str().as_encoded_bytes());
-            if let Some(reply) = serve_named(store, cfg, key, Status::Ok, now) {
+            if let Some(reply) = serve_named(store, cfg, req, key, Status::Ok, now) {
                 return (reply, true);
             }
         }
@@ -148,16 +152,18 @@ fn not_found(
     key.clear();
     key.push(b'/');
     key.extend_from_slice(NOT_FOUND_FILE);
-    let reply = serve_named(store, cfg, key, Status::NotFound, now)
+    let reply = serve_named(store, cfg, req, key, Status::NotFound, now)
         .unwrap_or(Reply::Error(Status::NotFound));
     (reply, vary)
 }
 
 /// Serves the regular file at the normalised path `key` with `status`, if it exists and
-/// the dotfile policy lets it be served.
+/// the dotfile policy lets it be served; compressed when it has variants and the client
+/// accepts one.
 fn serve_named(
     store: &Store,
     cfg: &Settings,
+    req: &Request<'_>,
     key: &[u8],
     status: Status,
     now: Now,
@@ -166,7 +172,10 @@ fn serve_named(
         return None;
     }
     match store.lookup(key, false, false, now) {
-        Ok(Loaded::File(file)) => Some(Reply::File { status, file }),
+        Ok(Loaded::File(file)) => {
+            let file = store.variant(req, key, &file).unwrap_or(file);
+            Some(Reply::File { status, file })
+        }
         _ => None,
     }
 }

@@ -3,6 +3,12 @@
 //! 200 head pre-rendered, large ones held open), revalidates them, and finds and loads their
 //! precompressed sidecars. Entity tags are made in one place ([`etag`]).
 //!
+//! Compressed variants: a compressible file with no sidecar asks the process's
+//! [`Compressor`] for its variants on each request until they are ready (the request gets
+//! identity meanwhile); then the file's entry keeps them, each with a head this worker
+//! rendered once and the body every worker shares, and asks no more. They live and die
+//! with the entry: a file that changed is a new entry, which asks for its new variants.
+//!
 //! It never decides which path to serve for a request (that is the URL policy in
 //! respond.rs) and never writes a response (that is compose.rs).
 
@@ -13,6 +19,7 @@ use std::sync::Arc;
 
 use super::clock::Now;
 use super::compose::{FileBody, Representation};
+use crate::compress::{self, Compressor, Lookup};
 use crate::config::Settings;
 use crate::fs::{self, Cache, Kind, Meta, OpenError, Root};
 use crate::http::Request;
@@ -27,6 +34,9 @@ const SIDECARS: [(Coding, &[u8]); 3] = [
     (Coding::Zstd, b".zst"),
     (Coding::Gzip, b".gz"),
 ];
+/// The codings of compressed variants, in the order preferred when the client weighs them
+/// equally (as [`SIDECARS`]).
+const CODINGS: [Coding; 3] = [Coding::Br, Coding::Zstd, Coding::Gzip];
 /// What an open large file weighs in the cache budget: it bounds the descriptors a worker
 /// keeps open (64 MiB of budget: at most 1,024).
 const OPEN_FILE_WEIGHT: usize = 64 * 1024;
@@ -67,6 +77,21 @@ pub(super) struct CachedFile {
     /// The directory holding the file, when last looked at: while it is unchanged no
     /// sidecar can have come or gone, so revalidation costs two stats, not five.
     dir: Cell<Option<Meta>>,
+    /// For a compressed variant, its body, shared by every worker (`bytes` is its head).
+    pub apart: Option<Arc<[u8]>>,
+    /// For an identity representation, its compressed variants.
+    compressed: RefCell<Compressed>,
+}
+
+/// What a worker knows of a file's compressed variants.
+enum Compressed {
+    /// None: not compressible (its type, its size, a sidecar, `--compress off`), or
+    /// nothing smaller came of it.
+    No,
+    /// Ask the compressor on the next request.
+    Asking,
+    /// One representation per coding of [`CODINGS`] that came out smaller.
+    Ready([Option<Rc<CachedFile>>; 3]),
 }
 
 impl CachedFile {
@@ -77,6 +102,7 @@ impl CachedFile {
             bytes: &self.bytes,
             head_len: self.head_len,
             on_disk: self.disk.is_some(),
+            body: self.apart.as_deref(),
         }
     }
 }
@@ -114,6 +140,8 @@ pub(crate) struct Store {
     hits: Cell<u64>,
     misses: Cell<u64>,
     last_hit: Cell<bool>,
+    /// The process's compressor, unless `--compress off`.
+    compressor: Option<Arc<Compressor>>,
 }
 
 /// What the worker reports of its store in `/metrics`.
@@ -127,7 +155,11 @@ pub(crate) struct StoreStats {
 }
 
 impl Store {
-    pub(crate) fn new(root: Arc<Root>, cfg: &Settings) -> Store {
+    pub(crate) fn new(
+        root: Arc<Root>,
+        cfg: &Settings,
+        compressor: Option<Arc<Compressor>>,
+    ) -> Store {
         Store {
             root,
             cache: RefCell::new(Cache::new(
@@ -142,6 +174,7 @@ impl Store {
             hits: Cell::new(0),
             misses: Cell::new(0),
             last_hit: Cell::new(false),
+            compressor,
         }
     }
 
@@ -350,6 +383,13 @@ impl Store {
             fs::file::read_whole(&file, meta.len, limit).ok()
         };
         let len = body.as_ref().map_or(meta.len, |b| b.len() as u64);
+        let compressible = coding.is_none()
+            && sidecars == 0
+            && compress::is_compressible(&content_type)
+            && self.compressor.as_ref().is_some_and(|c| c.wants(len));
+        // Vary on every response of a resource that has (or may come to have) another
+        // representation, identity and 304s included (RFC 9110 §12.5.5).
+        let varies = varies || compressible;
         let (cache_fields, fields) = self.policy_fields(&content_type, name, coding, varies);
         let rep = Representation {
             content_type: content_type.as_ref().into(),
@@ -381,6 +421,12 @@ impl Store {
             dir: Cell::new(dir),
             suspect: Cell::new(false),
             last_used: Cell::new(now.mono_ms),
+            apart: None,
+            compressed: RefCell::new(if compressible {
+                Compressed::Asking
+            } else {
+                Compressed::No
+            }),
         });
         if cached.disk.is_some() {
             self.hold(key, &cached);
@@ -431,6 +477,51 @@ impl Store {
         } else {
             self.cache_control.as_deref()
         }
+    }
+
+    /// The compressed variant of the identity `file` (cached under `key`) that the client
+    /// prefers, if it has its variants; asks the compressor for them until it does (the
+    /// first ask queues the file). Never waits: without them, the identity is served.
+    pub(crate) fn variant(
+        &self,
+        req: &Request<'_>,
+        key: &[u8],
+        file: &Rc<CachedFile>,
+    ) -> Option<Rc<CachedFile>> {
+        let mut state = file.compressed.borrow_mut();
+        if let Compressed::Asking = *state {
+            let compressor = self.compressor.as_ref()?;
+            match compressor.lookup(&file.rel, &file.meta) {
+                Lookup::Pending => return None,
+                Lookup::No => {
+                    *state = Compressed::No;
+                    return None;
+                }
+                Lookup::Ready(v) => {
+                    let (variants, weight) = variant_files(file, &v);
+                    // The shared bytes count in every worker that holds them: a bound
+                    // on this worker's memory, whatever the others do. Variants too
+                    // heavy for this worker's cache are not kept: identity it is.
+                    if !self.cache.borrow_mut().grow(key, file, weight) {
+                        *state = Compressed::No;
+                        return None;
+                    }
+                    *state = Compressed::Ready(variants);
+                }
+            }
+        }
+        let Compressed::Ready(variants) = &*state else {
+            return None;
+        };
+        let mut available = [Coding::Identity; 3];
+        for (slot, (coding, v)) in available.iter_mut().zip(CODINGS.iter().zip(variants)) {
+            if v.is_some() {
+                *slot = *coding;
+            }
+        }
+        let chosen = negotiate::choose(req.fields.accept_encoding, &available);
+        let i = CODINGS.iter().position(|c| *c == chosen)?;
+        variants[i].clone()
     }
 
     /// Which sidecars of `rel` exist, as a bit set over `SIDECARS`.
@@ -569,6 +660,60 @@ fn parent(rel: &[u8]) -> &[u8] {
     }
 }
 
+/// A worker's representations of the compressed variants `v` of the identity `file`: each
+/// with its head rendered here (the identity's type, Last-Modified, Cache-Control and
+/// Vary; its own length, Content-Encoding and ETag: the identity's with the coding added,
+/// as for sidecars) and its body shared. Also returns what they weigh.
+fn variant_files(
+    file: &CachedFile,
+    v: &compress::Variants,
+) -> ([Option<Rc<CachedFile>>; 3], usize) {
+    let mut weight = 0;
+    let mut out: [Option<Rc<CachedFile>>; 3] = Default::default();
+    for (slot, (coding, body)) in out
+        .iter_mut()
+        .zip(CODINGS.iter().zip([&v.br, &v.zstd, &v.gzip]))
+    {
+        let Some(body) = body else { continue };
+        let id = &file.rep;
+        let mut etag = id.etag[..id.etag.len() - 1].to_vec();
+        etag.push(b'-');
+        etag.extend_from_slice(coding.token().as_bytes());
+        etag.push(b'"');
+        let mut fields = id.cache_fields.to_vec();
+        fields.extend_from_slice(b"Content-Encoding: ");
+        fields.extend_from_slice(coding.token().as_bytes());
+        fields.extend_from_slice(b"\r\n");
+        let rep = Representation {
+            content_type: id.content_type.clone(),
+            len: body.len() as u64,
+            mtime: id.mtime,
+            etag: etag.into(),
+            cache_fields: id.cache_fields.clone(),
+            fields: fields.into(),
+        };
+        let mut head = Vec::with_capacity(256);
+        response::write_file_fields(&mut head, &rep.file_fields());
+        weight += head.len() + body.len() + 256;
+        *slot = Some(Rc::new(CachedFile {
+            rep,
+            head_len: head.len(),
+            bytes: head.into(),
+            disk: None,
+            suspect: Cell::new(false),
+            last_used: Cell::new(0),
+            meta: file.meta,
+            rel: file.rel.clone(),
+            sidecars: 0,
+            is_sidecar: false,
+            dir: Cell::new(None),
+            apart: Some(body.clone()),
+            compressed: RefCell::new(Compressed::No),
+        }));
+    }
+    (out, weight)
+}
+
 /// The quoted strong entity tag of a representation. Every ETag the store makes comes from
 /// here, called where a file is loaded, with the coding of a precompressed sidecar:
 /// - held in memory (`body`: every byte has been read anyway): a hash of the content, so two
@@ -616,7 +761,7 @@ mod tests {
         cfg.cache_max_file_bytes = 1024;
         let settings = cfg.resolve(dir.path().to_path_buf()).unwrap();
         let root = Arc::new(Root::open(dir.path()).unwrap());
-        (dir, Store::new(root, &settings))
+        (dir, Store::new(root, &settings, None))
     }
 
     fn at(ms: u64) -> Now {

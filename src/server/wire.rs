@@ -13,6 +13,7 @@ use std::ops::Range;
 use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -140,6 +141,12 @@ impl Wire {
     pub(crate) fn queue_shared(&mut self, bytes: &Rc<[u8]>, range: Range<usize>) {
         self.queued += range.len();
         self.batch_mut().push_shared(bytes, range);
+    }
+
+    /// Queues `bytes[range]` of bytes shared by every worker (a compressed variant).
+    pub(crate) fn queue_process(&mut self, bytes: &Arc<[u8]>, range: Range<usize>) {
+        self.queued += range.len();
+        self.batch_mut().push_process(bytes, range);
     }
 
     /// Enough is queued that it should go before another request is taken.

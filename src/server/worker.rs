@@ -18,6 +18,7 @@ use super::clock::{DateCache, Now};
 use super::parking::{self, Parking};
 use super::store::Store;
 use crate::accesslog::{Flushed, WorkerLog};
+use crate::compress::Compressor;
 use crate::config::Settings;
 use crate::engine::{self, Closer, Kind, Listener, Socket, Teardown};
 use crate::fs::Root;
@@ -34,18 +35,27 @@ pub(super) struct Shared {
     pub metrics: Arc<Metrics>,
     /// Raised to have every worker drop its file cache (SIGHUP); each looks at its tick.
     pub cache_generation: AtomicU64,
+    /// The process's compressor (its pool and finished variants), unless `--compress off`.
+    pub compressor: Option<Arc<Compressor>>,
 }
 
 impl Shared {
-    pub(super) fn new(cfg: Settings, root: Root, engine: Kind, metrics: Arc<Metrics>) -> Shared {
+    pub(super) fn new(
+        cfg: Settings,
+        root: Arc<Root>,
+        engine: Kind,
+        metrics: Arc<Metrics>,
+        compressor: Option<Arc<Compressor>>,
+    ) -> Shared {
         let site_fields = cfg.site_fields.clone();
         Shared {
             cfg,
-            root: Arc::new(root),
+            root,
             engine,
             site_fields,
             metrics,
             cache_generation: AtomicU64::new(0),
+            compressor,
         }
     }
 }
@@ -223,7 +233,7 @@ pub(super) fn run<S, F>(
         };
         let _ = ready.send(Ok(()));
         let w = Rc::new(Worker {
-            store: Store::new(shared.root.clone(), &shared.cfg),
+            store: Store::new(shared.root.clone(), &shared.cfg, shared.compressor.clone()),
             generation: Cell::new(shared.cache_generation.load(Ordering::Relaxed)),
             shared,
             id,

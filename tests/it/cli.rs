@@ -417,8 +417,14 @@ fn hidden_flag_serves_dotfiles() {
 #[test]
 fn settings_that_make_no_sense_exit_2_with_one_line_naming_the_flag() {
     let site = site();
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 11] = [
         (&["--cache-size", "0"], "--cache-size"),
+        (&["--compress-level", "br=12"], "--compress-level"),
+        (
+            &["--compress-min", "2MiB", "--compress-max-file", "1MiB"],
+            "--compress-min",
+        ),
+        (&["--compress-cache-size", "0"], "--compress-cache-size"),
         (
             &["--cache-size", "2MiB", "--cache-max-file", "1MiB"],
             "--cache-max-file",

@@ -8,6 +8,7 @@ mod bodies;
 mod caching;
 mod cli;
 mod cold;
+mod compression;
 mod conditional;
 mod content_types;
 mod directories;
