@@ -490,6 +490,11 @@ impl Store {
     ) -> Option<Rc<CachedFile>> {
         let mut state = file.compressed.borrow_mut();
         if let Compressed::Asking = *state {
+            // Only a client that takes a coding makes the file worth compressing: one that
+            // never asks (an API client, a health check, a load generator) costs none.
+            if negotiate::choose(req.fields.accept_encoding, &CODINGS) == Coding::Identity {
+                return None;
+            }
             let compressor = self.compressor.as_ref()?;
             match compressor.lookup(&file.rel, &file.meta) {
                 Lookup::Pending => return None,
@@ -776,6 +781,47 @@ mod tests {
             Ok(Loaded::File(f)) => f,
             _ => panic!("f{i} did not load"),
         }
+    }
+
+    #[test]
+    fn only_a_client_that_takes_a_coding_has_a_file_compressed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("app.js"), "let x = 1;\n".repeat(300)).unwrap();
+        let settings = crate::Config::new(dir.path())
+            .resolve(dir.path().to_path_buf())
+            .unwrap();
+        let root = Arc::new(Root::open(dir.path()).unwrap());
+        let compressor =
+            Arc::new(Compressor::start(root.clone(), settings.compression.unwrap()).unwrap());
+        let store = Store::new(root, &settings, Some(compressor.clone()));
+        let Ok(Loaded::File(file)) = store.lookup(b"/app.js", false, false, at(0)) else {
+            panic!("app.js did not load");
+        };
+        let head = |raw: &'static [u8]| {
+            crate::http::request::parse(raw, 16 * 1024)
+                .unwrap()
+                .unwrap()
+        };
+        let plain = head(b"GET /app.js HTTP/1.1\r\nHost: x\r\n\r\n");
+        for _ in 0..3 {
+            assert!(store.variant(&plain, b"/app.js", &file).is_none());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(
+            compressor.bytes(),
+            0,
+            "compressed for clients that take no coding"
+        );
+        let br = head(b"GET /app.js HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br\r\n\r\n");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.variant(&br, b"/app.js", &file).is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no br variant within 10 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(compressor.bytes() > 0);
     }
 
     #[test]
