@@ -33,7 +33,7 @@
 #   KEEP_WORK    1 keeps the temporary directory                       [0; kept on failure]
 #
 # Runs as root on Debian 12; installs missing tools from Debian packages (nginx-light wrk
-# npm curl python3). Uses summary.lua beside this script.
+# npm curl python3). Uses summary.lua and npm-corpus.sh beside this script.
 
 set -euo pipefail
 umask 022
@@ -64,14 +64,6 @@ KEEP_WORK=${KEEP_WORK:-0}
 FSERVE_PORT=18481
 NGINX_PORT=18482
 
-# The corpus: package@version, then the files taken from it (paths inside the package).
-PACKAGES=(
-    "react-dom@18.3.1 umd/react-dom.production.min.js"
-    "lodash@4.17.21 lodash.js"
-    "bootstrap@5.3.3 dist/css/bootstrap.min.css dist/js/bootstrap.bundle.min.js"
-    "three@0.160.0 build/three.module.js"
-    "d3@7.9.0 dist/d3.min.js"
-)
 # The file the CPU workloads fetch: a large, real JavaScript file.
 CPU_FILE=lodash.js
 
@@ -99,41 +91,10 @@ trap cleanup EXIT
 mkdir -p "$WORK/npm" "$WORK/site" "$WORK/logs"
 
 # ---------------------------------------------------------------------------------------------
-# The corpus, from the npm registry.
-FILES=()
-for entry in "${PACKAGES[@]}"; do
-    read -r spec paths <<<"$entry"
-    name=${spec%@*}
-    say "npm pack $spec"
-    tgz=$(cd "$WORK/npm" && npm pack --silent --cache "$WORK/npm-cache" "$spec" 2>"$WORK/logs/npm-$name.log" | tail -n 1) ||
-        { cat "$WORK/logs/npm-$name.log" >&2; die "npm pack $spec failed"; }
-    mkdir -p "$WORK/npm/$name"
-    tar -xzf "$WORK/npm/$tgz" -C "$WORK/npm/$name" || die "cannot unpack $tgz"
-    for p in $paths; do
-        f=$(basename "$p")
-        cp "$WORK/npm/$name/package/$p" "$WORK/site/$f" || die "$spec has no $p"
-        FILES+=("$f")
-    done
-done
-cat >"$WORK/site/index.html" <<'EOF'
-<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>fserve compression corpus</title>
-<link rel="stylesheet" href="bootstrap.min.css">
-<script src="react-dom.production.min.js" defer></script>
-<script src="lodash.js" defer></script>
-<script src="bootstrap.bundle.min.js" defer></script>
-<script src="d3.min.js" defer></script>
-<script type="module">import * as THREE from "./three.module.js"; window.THREE = THREE;</script>
-</head>
-<body class="container"><h1>A real front-end, uncompressed on disk</h1>
-<p>React DOM, lodash, Bootstrap, three.js and d3 from the npm registry, pinned by version.</p>
-</body>
-</html>
-EOF
-FILES=(index.html "${FILES[@]}")
+# The corpus, from the npm registry (npm-corpus.sh beside this script).
+# shellcheck source=benches/npm-corpus.sh
+source "$HERE/npm-corpus.sh"
+npm_corpus "$WORK" "$WORK/site"
 
 # ---------------------------------------------------------------------------------------------
 # Servers.
