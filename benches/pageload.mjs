@@ -55,8 +55,15 @@ async function load(url, link) {
     const encodings = {};
     const problems = [];
     const urls = new Map();
-    cdp.on("Network.requestWillBeSent", (e) => urls.set(e.requestId, e.request.url));
+    const pending = new Set();
+    // A browser-initiated favicon request is not part of the page: not counted, not checked.
+    const counted = (id) => !/\/favicon\.ico$/.test(urls.get(id) || "");
+    cdp.on("Network.requestWillBeSent", (e) => {
+      urls.set(e.requestId, e.request.url);
+      if (counted(e.requestId)) pending.add(e.requestId);
+    });
     cdp.on("Network.responseReceived", (e) => {
+      if (!counted(e.requestId)) return;
       const r = e.response;
       if (r.status !== 200) problems.push(`${r.url} answered ${r.status}`);
       let coding = "identity";
@@ -66,10 +73,12 @@ async function load(url, link) {
       encodings[coding] = (encodings[coding] || 0) + 1;
     });
     cdp.on("Network.loadingFinished", (e) => {
-      bytes += e.encodedDataLength;
+      pending.delete(e.requestId);
+      if (counted(e.requestId)) bytes += e.encodedDataLength;
     });
     cdp.on("Network.loadingFailed", (e) => {
-      problems.push(`${urls.get(e.requestId) || e.requestId} failed: ${e.errorText}`);
+      pending.delete(e.requestId);
+      if (counted(e.requestId)) problems.push(`${urls.get(e.requestId) || e.requestId} failed: ${e.errorText}`);
     });
     await cdp.send("Network.enable");
     await cdp.send("Network.setCacheDisabled", { cacheDisabled: true });
@@ -91,6 +100,11 @@ async function load(url, link) {
       return nav ? nav.loadEventStart - nav.startTime : -1;
     });
     if (!(loadMs > 0)) problems.push(`${url}: no load event timing`);
+    // Every request the page made has finished before `load`, but its CDP event may still
+    // be on the way: wait for them (bounded), so the byte count is complete.
+    const deadline = Date.now() + 10000;
+    while (pending.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    if (pending.size) problems.push(`${pending.size} request(s) never finished: ${[...pending].map((id) => urls.get(id)).join(", ")}`);
     if (problems.length) throw new Error(problems.join("; "));
     await page.close();
     return { loadMs, bytes, encodings };
