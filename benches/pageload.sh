@@ -160,7 +160,6 @@ if command -v caddy >/dev/null; then
 {
     admin off
     auto_https off
-    persist_config off
 }
 http://127.0.0.1:$CADDY_PORT {
     root * $WORK/site
