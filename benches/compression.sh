@@ -180,7 +180,7 @@ REPORT=$WORK/report.md
     say "# Compression: fserve vs nginx"
     say
     say "$(date -u +%Y-%m-%d), $(uname -r), $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-    say "fserve: $("$FSERVE" --version 2>/dev/null || echo '?'), defaults (br 11, zstd 19, gzip 9, made once);" \
+    say "fserve: $("$FSERVE" -V 2>/dev/null || echo '?'), defaults (br 11, zstd 19, gzip 9, made once);" \
         "nginx $(nginx -v 2>&1 | sed 's/.*\///'): gzip on, gzip_comp_level 6, per response."
     say
     say "## Bytes on the wire per file (head + body)"

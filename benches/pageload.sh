@@ -221,7 +221,7 @@ REPORT=$WORK/report.md
     say
     say "$(date -u +%Y-%m-%d), $(uname -r), $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(nproc) CPUs;" \
         "$("$CHROMIUM" --version 2>/dev/null | head -n 1), $PUPPETEER, node $(node --version);" \
-        "$("$FSERVE" --version 2>/dev/null | head -n 1), defaults (variants made before measuring);" \
+        "$("$FSERVE" -V 2>/dev/null), defaults (variants made before measuring);" \
         "nginx $(nginx -v 2>&1 | sed 's/.*\///'): gzip on, gzip_comp_level 6${CADDY_VERSION:+; Caddy $CADDY_VERSION: encode zstd gzip}."
     say
     say "The corpus page (index.html, React DOM, lodash, Bootstrap CSS and JS, three.js, d3:" \
