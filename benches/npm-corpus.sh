@@ -7,6 +7,9 @@
 #   npm_corpus WORK SITE   packs into WORK/npm (logs in WORK/logs), writes the files to SITE
 #                          and sets the array FILES (index.html first). Calls the caller's
 #                          `die` and `say` on failure and progress.
+#   fserve_binary REPO     FSERVE: $FSERVE_BIN, or a fresh release build.
+#   nginx_gzip_conf WORK SITE PORT   WORK/nginx/nginx.conf: nginx's static config, gzip on.
+#   wait_port PORT NAME    waits until 127.0.0.1:PORT answers.
 
 # package@version, then the files taken from it (paths inside the package).
 NPM_CORPUS_PACKAGES=(
@@ -54,4 +57,51 @@ npm_corpus() { # WORK SITE
 </html>
 HTML
     FILES=(index.html "${FILES[@]}")
+}
+
+# Helpers for both benches; they call the caller's `say` and `die`.
+
+fserve_binary() { # REPO: sets FSERVE to $FSERVE_BIN, or to a fresh release build of REPO
+    if [[ -n ${FSERVE_BIN:-} ]]; then
+        FSERVE=$FSERVE_BIN
+    else
+        say "cargo build --release"
+        (cd "$1" && cargo build --release --quiet) || die "cargo build --release failed"
+        FSERVE=$1/target/release/fserve
+    fi
+    [[ -x $FSERVE ]] || die "no fserve binary at $FSERVE"
+}
+
+nginx_gzip_conf() { # WORK SITE PORT: WORK/nginx/nginx.conf, nginx's static config, gzip on
+    local work=$1 site=$2 port=$3
+    mkdir -p "$work/nginx"
+    cp /etc/nginx/mime.types "$work/nginx/mime.types" || die "no /etc/nginx/mime.types"
+    cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    include mime.types;
+    access_log off;
+    sendfile on; tcp_nopush on; tcp_nodelay on;
+    keepalive_requests 1000000; keepalive_timeout 65;
+    open_file_cache max=10000 inactive=60s; open_file_cache_valid 60s;
+    gzip on; gzip_comp_level 6; gzip_vary on; gzip_min_length 512;
+    gzip_types text/css text/javascript application/javascript application/json image/svg+xml text/plain;
+    client_body_temp_path $work/nginx/body; proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi; uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
+    server { listen 127.0.0.1:$port reuseport; root $site; }
+}
+EOF
+}
+
+wait_port() { # PORT NAME (the caller's WORK holds the logs)
+    local i
+    for i in $(seq 1 100); do
+        curl -s -o /dev/null "http://127.0.0.1:$1/index.html" && return 0
+        sleep 0.1
+    done
+    die "$2 does not answer on port $1 (logs in $WORK/logs)"
 }

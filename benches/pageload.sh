@@ -105,45 +105,8 @@ say "npm install $PUPPETEER"
 
 # ---------------------------------------------------------------------------------------------
 # Servers.
-if [[ -n ${FSERVE_BIN:-} ]]; then
-    FSERVE=$FSERVE_BIN
-else
-    say "cargo build --release"
-    (cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
-    FSERVE=$REPO/target/release/fserve
-fi
-[[ -x $FSERVE ]] || die "no fserve binary at $FSERVE"
-
-mkdir -p "$WORK/nginx"
-cp /etc/nginx/mime.types "$WORK/nginx/mime.types" || die "no /etc/nginx/mime.types"
-cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    include mime.types;
-    access_log off;
-    sendfile on; tcp_nopush on; tcp_nodelay on;
-    keepalive_requests 1000000; keepalive_timeout 65;
-    open_file_cache max=10000 inactive=60s; open_file_cache_valid 60s;
-    gzip on; gzip_comp_level 6; gzip_vary on; gzip_min_length 512;
-    gzip_types text/css text/javascript application/javascript application/json image/svg+xml text/plain;
-    client_body_temp_path $WORK/nginx/body; proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi; uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
-    server { listen 127.0.0.1:$NGINX_PORT reuseport; root $WORK/site; }
-}
-EOF
-
-wait_port() { # PORT NAME
-    local i
-    for i in $(seq 1 100); do
-        curl -s -o /dev/null "http://127.0.0.1:$1/index.html" && return 0
-        sleep 0.1
-    done
-    die "$2 does not answer on port $1 (logs in $WORK/logs)"
-}
+fserve_binary "$REPO"
+nginx_gzip_conf "$WORK" "$WORK/site" "$NGINX_PORT"
 
 for v in $(compgen -e); do [[ $v == FSERVE_* && $v != FSERVE_BIN ]] && unset "$v"; done
 "$FSERVE" -p "$FSERVE_PORT" -b 127.0.0.1 --threads 1 "$WORK/site" >"$WORK/logs/fserve.log" 2>&1 &
