@@ -162,16 +162,8 @@ impl Conn {
                 let (head_len, body_len, composed) = match request::parse(rb.unparsed(), max_head) {
                     Ok(None) => break,
                     Err(reject) => {
-                        let composed = self.queue_closing_error(reject.status, now);
-                        self.answers.push_rejected(
-                            &self.w,
-                            self.guard.peer,
-                            rb.unparsed(),
-                            composed,
-                            started,
-                        );
-                        self.wire.flush(false).await?;
-                        self.answers.sent(&self.w);
+                        self.send_closing_error(reject.status, now, rb.unparsed(), started)
+                            .await?;
                         return self
                             .wire
                             .linger(rb.into_vec())
@@ -251,17 +243,14 @@ impl Conn {
                 Recv::TimedOut if idle => return Ok(Exit::Done(CloseReason::HeaderTimeout)),
                 Recv::TimedOut => {
                     // RFC 9110 §15.5.9: tell a client whose head never finished why we close.
-                    let composed = self.queue_closing_error(Status::RequestTimeout, Now::read());
                     let started = first_byte.unwrap_or_else(Instant::now);
-                    self.answers.push_rejected(
-                        &self.w,
-                        self.guard.peer,
+                    self.send_closing_error(
+                        Status::RequestTimeout,
+                        Now::read(),
                         rb.unparsed(),
-                        composed,
                         started,
-                    );
-                    self.wire.flush(false).await?;
-                    self.answers.sent(&self.w);
+                    )
+                    .await?;
                     return Ok(Exit::Done(CloseReason::HeaderTimeout));
                 }
             }
@@ -301,6 +290,23 @@ impl Conn {
     }
 
     /// Queues an error after which the connection closes (a rejected head, a timeout).
+    /// Sends an error after which the connection closes, for a request that was never
+    /// admitted (`unparsed`: what had arrived of it, logged as it came), and counts it.
+    async fn send_closing_error(
+        &mut self,
+        status: Status,
+        now: Now,
+        unparsed: &[u8],
+        started: Instant,
+    ) -> io::Result<()> {
+        let composed = self.queue_closing_error(status, now);
+        self.answers
+            .push_rejected(&self.w, self.guard.peer, unparsed, composed, started);
+        self.wire.flush(false).await?;
+        self.answers.sent(&self.w);
+        Ok(())
+    }
+
     fn queue_closing_error(&mut self, status: Status, now: Now) -> Composed {
         let w = self.w.clone();
         let date = w.date.get(now);
