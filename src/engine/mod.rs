@@ -111,7 +111,12 @@ pub(crate) fn resident(file: BorrowedFd<'_>, offset: u64, len: u64) -> bool {
         return true;
     }
     let mut stride = PROBE_STRIDE_ALONE;
-    if !NO_CACHESTAT.load(Ordering::Relaxed) {
+    let last = offset + len - 1;
+    // A slice within two pages (a small range) is settled by probing its first and last
+    // byte: cachestat would add a system call and tell nothing more.
+    let page = rustix::param::page_size() as u64;
+    let within_two_pages = last / page <= offset / page + 1;
+    if !within_two_pages && !NO_CACHESTAT.load(Ordering::Relaxed) {
         match uring::cachestat_all(file, offset, len) {
             Ok(false) => return false,
             Ok(true) => stride = PROBE_STRIDE_COUNTED,
@@ -121,7 +126,6 @@ pub(crate) fn resident(file: BorrowedFd<'_>, offset: u64, len: u64) -> bool {
             Err(_) => {}
         }
     }
-    let last = offset + len - 1;
     let mut at = offset;
     loop {
         let mut byte = [0u8; 1];
@@ -134,7 +138,11 @@ pub(crate) fn resident(file: BorrowedFd<'_>, offset: u64, len: u64) -> bool {
         match probe {
             Ok(_) => {}
             Err(rustix::io::Errno::AGAIN) => return false,
-            // No RWF_NOWAIT for this file: only cachestat's count can say (or nothing).
+            // No RWF_NOWAIT for this file (tmpfs): only cachestat's count can say (or
+            // nothing), asked now if the slice was small enough to skip it.
+            Err(_) if within_two_pages && !NO_CACHESTAT.load(Ordering::Relaxed) => {
+                return matches!(uring::cachestat_all(file, offset, len), Ok(true));
+            }
             Err(_) => return stride == PROBE_STRIDE_COUNTED,
         }
         if at == last {
@@ -399,6 +407,10 @@ mod tests {
             "dropped from the page cache (is the temporary directory on a disk, not tmpfs?)"
         );
         assert!(!resident(f.as_fd(), LEN - 1, 1), "its last byte too");
+        assert!(
+            !resident(f.as_fd(), 1000, 4000),
+            "a small range within two pages"
+        );
         let mut buf = vec![0u8; LEN as usize];
         rustix::io::pread(&f, &mut buf[..], 0).unwrap();
         assert!(resident(f.as_fd(), 0, LEN), "read back in");
