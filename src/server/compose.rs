@@ -132,10 +132,21 @@ pub enum Segment {
     Body(Range<usize>),
 }
 
-/// The segments of one response: a fixed array, so composing allocates nothing.
+/// Segments kept inline: a whole or single-range response needs at most this many (its
+/// head, a shared or file body, and the head's tail after a body from memory).
+const INLINE_SEGMENTS: usize = 4;
+
+/// The segments of one response. Up to [`INLINE_SEGMENTS`] live inline, so composing a
+/// whole or single-range response allocates nothing; a multipart response (at most
+/// [`MAX_SEGMENTS`]) moves them into a vector the value keeps for the next one. Inline
+/// room for every multipart response would make each connection's state ~700 bytes larger.
 pub struct Segments {
-    items: [Segment; MAX_SEGMENTS],
+    inline: [Segment; INLINE_SEGMENTS],
+    /// How many of `inline` are in use; unused once the segments spilled.
     len: usize,
+    /// The segments, once more than fit inline were pushed.
+    spill: Vec<Segment>,
+    spilled: bool,
 }
 
 impl Default for Segments {
@@ -147,17 +158,25 @@ impl Default for Segments {
 impl Segments {
     pub fn new() -> Segments {
         Segments {
-            items: [const { Segment::Own(0..0) }; MAX_SEGMENTS],
+            inline: [const { Segment::Own(0..0) }; INLINE_SEGMENTS],
             len: 0,
+            spill: Vec::new(),
+            spilled: false,
         }
     }
 
     pub fn as_slice(&self) -> &[Segment] {
-        &self.items[..self.len]
+        if self.spilled {
+            &self.spill
+        } else {
+            &self.inline[..self.len]
+        }
     }
 
     fn clear(&mut self) {
         self.len = 0;
+        self.spill.clear();
+        self.spilled = false;
     }
 
     /// Appends `seg`, dropping an empty one and merging adjacent own bytes.
@@ -169,16 +188,32 @@ impl Segments {
         if empty {
             return;
         }
-        if let (Some(Segment::Own(last)), Segment::Own(next)) =
-            (self.items[..self.len].last_mut(), &seg)
-        {
+        let last = if self.spilled {
+            self.spill.last_mut()
+        } else {
+            self.inline[..self.len].last_mut()
+        };
+        if let (Some(Segment::Own(last)), Segment::Own(next)) = (last, &seg) {
             if last.end == next.start {
                 last.end = next.end;
                 return;
             }
         }
-        self.items[self.len] = seg;
-        self.len += 1;
+        debug_assert!(
+            self.as_slice().len() < MAX_SEGMENTS,
+            "more segments than ranges allow"
+        );
+        if self.spilled {
+            self.spill.push(seg);
+        } else if self.len < INLINE_SEGMENTS {
+            self.inline[self.len] = seg;
+            self.len += 1;
+        } else {
+            self.spill.reserve(MAX_SEGMENTS);
+            self.spill.extend_from_slice(&self.inline);
+            self.spill.push(seg);
+            self.spilled = true;
+        }
     }
 
     /// Appends the own bytes written since `from`.
@@ -1135,6 +1170,30 @@ mod tests {
                 .map(|i| (i * 10, i * 10 + 1))
                 .collect();
             assert_eq!(o.body(), multipart_oracle(&parts, &fixture(LEN).content));
+        }
+    }
+
+    #[test]
+    fn segments_spill_past_the_inline_ones_in_order_and_merge_across_the_boundary() {
+        let mut segs = Segments::new();
+        for round in 0..2 {
+            let mut want = Vec::new();
+            for i in 0..MAX_SEGMENTS / 2 {
+                let own = Segment::Own(i * 10..i * 10 + 5);
+                segs.push(own.clone());
+                // Adjacent own bytes merge, inline or spilled.
+                segs.push(Segment::Own(i * 10 + 5..i * 10 + 7));
+                segs.push(Segment::Shared(i..i + 1));
+                segs.push(Segment::Shared(3..3));
+                want.push(Segment::Own(i * 10..i * 10 + 7));
+                want.push(Segment::Shared(i..i + 1));
+            }
+            assert_eq!(segs.as_slice(), want.as_slice(), "round {round}");
+            segs.clear();
+            assert!(segs.as_slice().is_empty());
+            segs.push(Segment::File { offset: 1, len: 2 });
+            assert_eq!(segs.as_slice(), [Segment::File { offset: 1, len: 2 }]);
+            segs.clear();
         }
     }
 

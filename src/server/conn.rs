@@ -38,7 +38,7 @@ pub(super) async fn serve(guard: ConnGuard, sock: Socket) {
 }
 
 /// Runs the connection until it closes, or parks it when it goes idle.
-async fn drive(mut conn: Conn, buf: Vec<u8>, resumed: bool) {
+async fn drive(mut conn: Box<Conn>, buf: Vec<u8>, resumed: bool) {
     let exit = conn.run(buf, resumed).await;
     // Whatever ended the loop, what was answered is counted and logged.
     conn.answers.sent(&conn.w);
@@ -46,8 +46,9 @@ async fn drive(mut conn: Conn, buf: Vec<u8>, resumed: bool) {
         Ok(Exit::Done(why)) => conn.guard.closing(why),
         Ok(Exit::Park(deadline)) => {
             // Only the socket goes along: the batch, the timer and the buffers are freed.
-            let (sock, nodelay) = conn.wire.into_socket();
-            engine::spawn(park(conn.guard, sock, nodelay, deadline));
+            let Conn { wire, guard, .. } = *conn;
+            let (sock, nodelay) = wire.into_socket();
+            engine::spawn(park(guard, sock, nodelay, deadline));
         }
         Err(e) => {
             conn.guard.closing(close_reason(&e));
@@ -103,6 +104,11 @@ fn log_error(e: &io::Error) {
     }
 }
 
+/// A serving connection's state. It lives in a box of its own: the serving task's future
+/// then holds a pointer to it rather than the state itself (an async function keeps an
+/// argument it owns twice, once as argument and once as local), so spawning a connection
+/// and resuming a parked one move a small future, and the rare long waits (a file sent by
+/// sendfile, an error's linger) are boxed where they happen, so they do not widen it.
 struct Conn {
     w: Rc<Worker>,
     wire: Wire,
@@ -130,9 +136,9 @@ enum Idle {
 
 impl Conn {
     /// `nodelay`: TCP_NODELAY is already set (a connection that was parked).
-    fn new(guard: ConnGuard, sock: Socket, nodelay: bool) -> Conn {
+    fn new(guard: ConnGuard, sock: Socket, nodelay: bool) -> Box<Conn> {
         let w = guard.worker().clone();
-        Conn {
+        Box::new(Conn {
             wire: Wire::new(sock, nodelay, w.cfg().send_timeout),
             w,
             key: Vec::new(),
@@ -140,7 +146,7 @@ impl Conn {
             segs: Segments::new(),
             answers: Answers::default(),
             guard,
-        }
+        })
     }
 
     /// Serves requests until the connection closes or parks. `resumed`: it was parked and
@@ -341,7 +347,8 @@ impl Conn {
             let mut joined = Vec::new();
             let mut req = req.clone();
             request::join_repeated(head, &mut req.fields, &mut joined);
-            return self.answer_joined(&req, head, now, started).await;
+            // Boxed: repeated fields are rare, and their copy would widen every future.
+            return Box::pin(self.answer_joined(&req, head, now, started)).await;
         }
         self.answer_joined(req, head, now, started).await
     }
@@ -428,7 +435,8 @@ impl Conn {
                 (Segment::File { offset, len }, Some(file)) => {
                     self.wire.flush(true).await?;
                     let disk = file.disk.as_ref().expect("a large file is held open");
-                    if let Err(e) = self.wire.stream(disk, offset, len).await {
+                    // Boxed: a large file's stream is rare and would double the future.
+                    if let Err(e) = Box::pin(self.wire.stream(disk, offset, len)).await {
                         if e.kind() == io::ErrorKind::UnexpectedEof {
                             // It shrank: have the next request look at it afresh.
                             file.suspect.set(true);
