@@ -375,6 +375,10 @@ where
         let accepted = tokio::select! {
             r = &mut accept => r,
             _ = w.stop.notified() => {
+                #[cfg(test)]
+                if super::fault::armed(super::fault::Fault::StallStoppingAccept) {
+                    super::fault::stall();
+                }
                 // Cancel the pending accept and wait for it: a dropped accept would stay in
                 // flight, and a connection it took would leak.
                 if listener.cancel_accept().await {

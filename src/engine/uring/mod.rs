@@ -208,41 +208,66 @@ fn cancels_by_fd(mut ring: io_uring::IoUring) -> bool {
 /// Otherwise it is leaked (the ring's memory, its fd and the tasks left), which is
 /// memory-safe; it happens only at shutdown, once per worker, when connections did not end
 /// even after their sockets were shut down, and the worker says so (`announced` tells from
-/// `fut`'s output). Leaking unannounced is a bug in the worker's teardown: debug builds
-/// panic on it (after leaking, so that nothing unwinds through the ring).
+/// `fut`'s output). Leaking unannounced is a bug in the worker's teardown: [`RuntimeGuard`]
+/// says so on stderr, and debug builds panic on it (after leaking, so that nothing unwinds
+/// through the ring).
 pub(crate) fn block_on<F: Future>(
     setup: RingSetup,
     fut: F,
     announced: impl FnOnce(&F::Output) -> bool,
 ) -> io::Result<F::Output> {
-    let rt = RuntimeGuard(Some(tokio_uring::Runtime::new(
+    let mut rt = RuntimeGuard(Some(tokio_uring::Runtime::new(
         tokio_uring::builder()
             .entries(RING_ENTRIES)
             .uring_builder(&setup.builder()),
     )?));
     let out = rt.0.as_ref().map(|rt| rt.block_on(fut));
-    let pending = ops::in_flight();
-    drop(rt);
     let out = out.expect("the runtime was built above");
+    let pending = ops::in_flight();
+    let announced = announced(&out);
+    if pending > 0 && announced {
+        // The worker has said why it leaves ops in flight; the guard need not.
+        std::mem::forget(rt.0.take());
+    }
+    drop(rt);
     debug_assert!(
-        pending == 0 || announced(&out),
+        pending == 0 || announced,
         "a worker ended with {pending} io_uring op(s) in flight and did not drain them"
     );
     Ok(out)
 }
 
 /// Owns a runtime and drops it only when no op is in flight, leaking it otherwise; also
-/// when a panic unwinds through [`block_on`] (the worker's own loop exits the process
-/// before that, from inside the runtime; this is the net under it).
+/// leaks it when a panic unwinds through [`block_on`] (the worker's own loop exits the
+/// process before that, from inside the runtime; this is the net under it). Each leak it
+/// makes is a bug upstream of it, and it says so in one line on stderr.
 struct RuntimeGuard(Option<tokio_uring::Runtime>);
 
 impl Drop for RuntimeGuard {
     fn drop(&mut self) {
-        if let Some(rt) = self.0.take() {
-            if ops::in_flight() > 0 {
-                std::mem::forget(rt);
-            }
+        let Some(rt) = self.0.take() else {
+            return;
+        };
+        let pending = ops::in_flight();
+        let panicking = std::thread::panicking();
+        if pending == 0 && !panicking {
+            drop(rt);
+            return;
         }
+        // SECURITY: a leak (the ring, its fd, the tasks and the buffers they hold) rather
+        // than a use-after-free: tokio-uring's `Driver::drop` frees the buffers of ops in
+        // flight before it cancels them. During a panic it leaks even with none in flight:
+        // dropping the tasks would run their destructors while unwinding (a second panic
+        // aborts), and the thread is on its way out anyway.
+        std::mem::forget(rt);
+        let how = if panicking {
+            "a panic unwound through a worker's io_uring runtime"
+        } else {
+            "a worker's io_uring runtime ended without draining"
+        };
+        crate::diag::warn(&format!(
+            "{how} with {pending} I/O operation(s) in flight; the runtime is leaked, not freed, since the kernel may still use its buffers (a bug in fserve: report it with the lines above)"
+        ));
     }
 }
 
