@@ -159,9 +159,96 @@ impl<V> Cache<V> {
     }
 }
 
+/// Longest path remembered as missing; a longer one is looked up every time.
+const ABSENT_MAX_KEY: usize = 256;
+/// Bytes the remembered missing paths may take (keys plus [`ENTRY_OVERHEAD`] each); past
+/// it they are all forgotten at once, so a flood of distinct missing paths costs this much
+/// and then what it would cost with no memory of them.
+const ABSENT_MAX_BYTES: usize = 256 * 1024;
+
+/// Paths found missing, remembered for [`REVALIDATE_AFTER_MS`]: a path asked for again
+/// within that is answered 404 without a system call, as a cached file is answered without
+/// one, and a file created there is served within the same interval as an edit.
+#[derive(Default)]
+pub struct Absent {
+    map: HashMap<Box<[u8]>, u64>,
+    bytes: usize,
+}
+
+impl Absent {
+    /// Whether `key` was found missing less than [`REVALIDATE_AFTER_MS`] ago.
+    pub fn contains(&self, key: &[u8], now_ms: u64) -> bool {
+        self.map
+            .get(key)
+            .is_some_and(|&at| now_ms.saturating_sub(at) < REVALIDATE_AFTER_MS)
+    }
+
+    /// Records that `key` was found missing at `now_ms`.
+    pub fn insert(&mut self, key: &[u8], now_ms: u64) {
+        if key.len() > ABSENT_MAX_KEY {
+            return;
+        }
+        if let Some(at) = self.map.get_mut(key) {
+            *at = now_ms;
+            return;
+        }
+        let weight = key.len() + ENTRY_OVERHEAD;
+        if self.bytes + weight > ABSENT_MAX_BYTES {
+            self.map.clear();
+            self.bytes = 0;
+        }
+        self.map.insert(key.into(), now_ms);
+        self.bytes += weight;
+    }
+
+    /// Forgets `key` (it was found).
+    pub fn remove(&mut self, key: &[u8]) {
+        if self.map.remove(key).is_some() {
+            self.bytes -= key.len() + ENTRY_OVERHEAD;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absent_paths_are_remembered_for_the_interval_then_looked_up_again() {
+        let mut a = Absent::default();
+        assert!(!a.contains(b"/x", 0));
+        a.insert(b"/x", 1_000);
+        assert!(a.contains(b"/x", 1_000));
+        assert!(a.contains(b"/x", 1_000 + REVALIDATE_AFTER_MS - 1));
+        assert!(!a.contains(b"/x", 1_000 + REVALIDATE_AFTER_MS));
+        // Found missing again: remembered from then.
+        a.insert(b"/x", 5_000);
+        assert!(a.contains(b"/x", 5_500));
+        a.remove(b"/x");
+        assert!(!a.contains(b"/x", 5_500));
+        assert_eq!(a.bytes, 0);
+    }
+
+    #[test]
+    fn absent_paths_stay_within_their_bound() {
+        let mut a = Absent::default();
+        a.insert(&[b'a'; ABSENT_MAX_KEY + 1], 0);
+        assert!(!a.contains(&[b'a'; ABSENT_MAX_KEY + 1], 0));
+        for i in 0..100_000u32 {
+            a.insert(format!("/missing/{i}").as_bytes(), 0);
+            assert!(a.bytes <= ABSENT_MAX_BYTES);
+        }
+        // The latest is remembered; the map was emptied as it filled.
+        assert!(a.contains(b"/missing/99999", 0));
+        assert!(a.map.len() < 100_000);
+        assert_eq!(
+            a.bytes,
+            a.map
+                .keys()
+                .map(|k| k.len() + ENTRY_OVERHEAD)
+                .sum::<usize>()
+        );
+    }
 
     #[test]
     fn hits_go_stale_after_the_interval() {

@@ -12,6 +12,6 @@ pub(crate) mod file;
 pub(crate) mod mime;
 pub mod path;
 
-pub use cache::Cache;
+pub use cache::{Absent, Cache};
 pub use file::{Kind, Meta, OpenError, Root};
 pub use path::{Normalized, PathError};

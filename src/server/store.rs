@@ -135,6 +135,8 @@ pub(crate) struct Store {
     held: RefCell<Vec<Held>>,
     /// Rendered directory listings, revalidated like files.
     listings: super::listing::ListingCache,
+    /// Paths found missing lately: asked again, a 404 without a system call.
+    absent: RefCell<fs::Absent>,
     /// Lookups answered from the cache and not, and whether the last one was (for the
     /// metrics and the access log; the worker's tick copies them into its counters).
     hits: Cell<u64>,
@@ -171,6 +173,7 @@ impl Store {
             cache_control: cfg.cache_control.as_deref().map(Into::into),
             held: RefCell::new(Vec::new()),
             listings: super::listing::ListingCache::default(),
+            absent: RefCell::new(fs::Absent::default()),
             hits: Cell::new(0),
             misses: Cell::new(0),
             last_hit: Cell::new(false),
@@ -315,7 +318,15 @@ impl Store {
             }
             None => {
                 self.misses.set(self.misses.get() + 1);
-                self.load_identity(key, trailing_slash, listing, now)
+                if self.absent.borrow().contains(key, now.mono_ms) {
+                    return Err(OpenError::NotFound);
+                }
+                let loaded = self.load_identity(key, trailing_slash, listing, now);
+                match &loaded {
+                    Err(OpenError::NotFound) => self.absent.borrow_mut().insert(key, now.mono_ms),
+                    _ => self.absent.borrow_mut().remove(key),
+                }
+                loaded
             }
         }
     }
