@@ -3,10 +3,17 @@
 //! engine state and no unsafe code: the iovecs it fills are plain values, and whoever hands
 //! them to the kernel states why they stay valid.
 
-use std::io::IoSlice;
+use std::io::{self, IoSlice};
 use std::ops::Range;
+use std::os::fd::BorrowedFd;
 use std::rc::Rc;
 use std::sync::Arc;
+
+/// At most this many pieces go in one [`SendBatch::send_now`] (the batch is flushed at 256
+/// pieces; a longer one goes in several calls).
+const SEND_NOW_IOVECS: usize = 64;
+
+use rustix::net::{SendAncillaryBuffer, SendFlags};
 
 /// One piece of a response: bytes in the batch's own buffer, or shared bytes that the batch
 /// keeps alive while the kernel reads them: a worker's (a cached file with its pre-rendered
@@ -100,6 +107,35 @@ impl SendBatch {
             n += 1;
         }
         n
+    }
+
+    /// Sends what fits of the queued pieces with one non-blocking `sendmsg(2)` on `fd`, now,
+    /// without the ring; `ErrorKind::WouldBlock` when the socket has no room. `more`:
+    /// MSG_MORE (a body follows by sendfile). At most [`SEND_NOW_IOVECS`] pieces go per call;
+    /// the caller sends the rest after [`SendBatch::consume`].
+    pub(crate) fn send_now(&self, fd: BorrowedFd<'_>, more: bool) -> io::Result<usize> {
+        let mut flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
+        if more {
+            flags |= SendFlags::MORE;
+        }
+        // Most sends are one answer (a head and a body): a small array, so the common case
+        // does not clear a large one.
+        if self.b.chunks.len() <= 4 {
+            self.send_slices::<4>(fd, flags)
+        } else {
+            self.send_slices::<SEND_NOW_IOVECS>(fd, flags)
+        }
+    }
+
+    fn send_slices<const N: usize>(
+        &self,
+        fd: BorrowedFd<'_>,
+        flags: SendFlags,
+    ) -> io::Result<usize> {
+        let mut slices = [IoSlice::new(&[]); N];
+        let n = self.io_slices(&mut slices);
+        let mut control = SendAncillaryBuffer::default();
+        Ok(rustix::net::sendmsg(fd, &slices[..n], &mut control, flags)?)
     }
 
     /// Points at most `max` iovecs at the queued pieces, in order, and returns them. They

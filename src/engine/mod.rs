@@ -152,6 +152,31 @@ pub(crate) fn resident(file: BorrowedFd<'_>, offset: u64, len: u64) -> bool {
     }
 }
 
+/// Appends `len` bytes of `file` from `offset` to `out` if every one of them is in the page
+/// cache, with one `preadv2(RWF_NOWAIT)` that never waits for the disk; returns whether it
+/// did. Otherwise (a page missing, the file shorter, or no RWF_NOWAIT for this file) `out`
+/// is left as it was and the caller sends the range the long way.
+pub(crate) fn read_resident(
+    file: BorrowedFd<'_>,
+    offset: u64,
+    len: usize,
+    out: &mut Vec<u8>,
+) -> bool {
+    let from = out.len();
+    out.resize(from + len, 0);
+    let read = rustix::io::preadv2(
+        file,
+        &mut [io::IoSliceMut::new(&mut out[from..])],
+        offset,
+        rustix::io::ReadWriteFlags::NOWAIT,
+    );
+    if matches!(read, Ok(n) if n == len) {
+        return true;
+    }
+    out.truncate(from);
+    false
+}
+
 /// Kernel operations in flight on this thread's runtime that still own memory of ours: the
 /// io_uring ops submitted and not yet completed (futures dropped or not); always 0 on epoll,
 /// where nothing outlives a system call.
@@ -269,13 +294,19 @@ impl Socket {
         }
     }
 
+    /// Sends what `batch` holds, once; may send less than all of it. `more`: a body follows
+    /// by sendfile (MSG_MORE). `now`: nothing waits on the ring after this send (a body by
+    /// sendfile follows, or the connection closes), so a plain non-blocking `sendmsg(2)` is
+    /// tried first; otherwise the io_uring engine sends on the ring, in the same submission
+    /// as the receive that follows (the epoll engine always sends directly).
     pub(crate) async fn send(
         &self,
         batch: SendBatch,
         more: bool,
+        now: bool,
     ) -> (io::Result<usize>, SendBatch) {
         match self {
-            Socket::Uring(s) => s.send(batch, more).await,
+            Socket::Uring(s) => s.send(batch, more, now).await,
             Socket::Epoll(s) => s.send(batch, more).await,
         }
     }

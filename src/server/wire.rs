@@ -77,6 +77,8 @@ pub(crate) struct Wire {
     nodelay: bool,
     /// `--send-timeout`: a send that makes no progress for this long ends the connection.
     send_timeout: Duration,
+    /// The connection closes after what is queued now: nothing follows the last send.
+    closing: bool,
     /// The buffer a slice of a file not in the page cache is read into and sent from
     /// (at most [`COLD_READ_SLICE`] bytes); empty unless a file is being sent.
     cold: Vec<u8>,
@@ -93,6 +95,7 @@ impl Wire {
             sent_before: nodelay,
             nodelay,
             send_timeout,
+            closing: false,
             cold: Vec::new(),
         }
     }
@@ -137,6 +140,20 @@ impl Wire {
         batch.push_own(from);
     }
 
+    /// Queues a copy of `len` bytes of `file` from `offset` if they are all in the page cache
+    /// (read without waiting for the disk, [`engine::read_resident`]); returns whether it
+    /// did. For a small range this replaces a residency check, a send of what is queued
+    /// and a sendfile with one read, and the range goes out with the head in one send.
+    pub(crate) fn queue_resident(&mut self, file: &File, offset: u64, len: usize) -> bool {
+        let own = self.batch_mut().own_buf();
+        let from = own.len();
+        if !engine::read_resident(file.as_fd(), offset, len, own) {
+            return false;
+        }
+        self.queue_written(from..from + len);
+        true
+    }
+
     /// Queues `bytes[range]`, keeping `bytes` alive until sent.
     pub(crate) fn queue_shared(&mut self, bytes: &Rc<[u8]>, range: Range<usize>) {
         self.queued += range.len();
@@ -158,6 +175,12 @@ impl Wire {
             || queued >= MAX_QUEUED_BYTES
     }
 
+    /// The connection closes once what is queued is sent: its sends need not wait on the
+    /// ring for a receive to share a submission with.
+    pub(crate) fn will_close(&mut self) {
+        self.closing = true;
+    }
+
     /// Sends everything queued. `more`: a body follows by sendfile.
     pub(crate) async fn flush(&mut self, more: bool) -> io::Result<()> {
         let timeout = self.send_timeout;
@@ -174,7 +197,7 @@ impl Wire {
                 self.nodelay = true;
             }
             self.sent_before = true;
-            let send = self.sock.send(batch, more);
+            let send = self.sock.send(batch, more, more || self.closing);
             tokio::pin!(send);
             let (res, mut batch) = tokio::select! {
                 biased;

@@ -9,17 +9,14 @@
 //! kernel memory beyond one system call, so dropping its runtime at any time is safe.
 
 use std::future::Future;
-use std::io::{self, IoSlice};
-use std::os::fd::BorrowedFd;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::rc::{Rc, Weak};
 
-use rustix::net::{SendAncillaryBuffer, SendFlags};
 use tokio::io::Interest;
 
 use crate::engine::SendBatch;
 
-/// Most pieces gathered into one `sendmsg`; the rest go in the next.
-const MAX_IOVECS: usize = 64;
 /// Threads per worker that read file slices not in the page cache ([`read_at`]), so that
 /// the worker thread never waits for the disk; more cold reads at once queue for them.
 const COLD_READ_THREADS: usize = 4;
@@ -100,24 +97,12 @@ impl Socket {
         batch: SendBatch,
         more: bool,
     ) -> (io::Result<usize>, SendBatch) {
-        let mut flags = SendFlags::NOSIGNAL;
-        if more {
-            flags |= SendFlags::MORE;
-        }
         loop {
             if let Err(e) = self.inner.writable().await {
                 return (Err(e), batch);
             }
             let res = self.inner.try_io(Interest::WRITABLE, || {
-                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-                let n = batch.io_slices(&mut slices);
-                let mut control = SendAncillaryBuffer::default();
-                Ok(rustix::net::sendmsg(
-                    &*self.inner,
-                    &slices[..n],
-                    &mut control,
-                    flags,
-                )?)
+                batch.send_now(self.inner.as_fd(), more)
             });
             match res {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
