@@ -8,6 +8,7 @@
 //! request head by `--header-timeout` (a deadline from its first byte), an idle connection
 //! by `--keepalive-timeout`, a send that makes no progress by `--send-timeout`.
 
+use std::future::Future;
 use std::io;
 use std::rc::Rc;
 use std::time::Duration;
@@ -78,17 +79,32 @@ fn close_reason(e: &io::Error) -> CloseReason {
 /// An idle connection waits for its next request in a small task of its own (the task
 /// that served it, with its larger future, has ended), keeping only its socket and its
 /// place in the worker's count: readable with a request, a new task serves it again.
-async fn park(guard: ConnGuard, sock: Socket, nodelay: bool, deadline: Instant) {
-    let w = guard.worker().clone();
-    if let Some(buf) = parking::wait(&w.parking, w.stopping.get(), deadline, &sock).await {
-        let conn = Conn::new(guard, sock, nodelay);
-        engine::spawn(drive(conn, buf, true));
-    } else if w.stopping.get() {
-        guard.closing(CloseReason::Shutdown);
-    } else if Instant::now() >= deadline {
-        guard.closing(CloseReason::KeepaliveTimeout);
-    } else {
-        guard.closing(CloseReason::Client);
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice"
+)]
+fn park(
+    guard: ConnGuard,
+    sock: Socket,
+    nodelay: bool,
+    deadline: Instant,
+) -> impl Future<Output = ()> {
+    // An async block, not an async fn: an async fn keeps each argument twice (as argument
+    // and as local), and every parked connection pays for this future.
+    async move {
+        let w = guard.worker();
+        let woke = parking::wait(&w.parking, w.stopping.get(), deadline, &sock).await;
+        let why = if w.stopping.get() {
+            CloseReason::Shutdown
+        } else if Instant::now() >= deadline {
+            CloseReason::KeepaliveTimeout
+        } else {
+            CloseReason::Client
+        };
+        match woke {
+            Some(buf) => engine::spawn(drive(Conn::new(guard, sock, nodelay), buf, true)),
+            None => guard.closing(why),
+        }
     }
 }
 

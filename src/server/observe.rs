@@ -98,6 +98,11 @@ impl Answers {
             entry.referer = req.fields.referer.map(|v| self.copy(v));
             entry.user_agent = req.fields.user_agent.map(|v| self.copy(v));
         }
+        // Most connections have one answer waiting at a time: room for one, not the four
+        // a first push would make (each ~160 bytes, held while the connection is busy).
+        if self.pending.capacity() == 0 {
+            self.pending.reserve_exact(1);
+        }
         self.pending.push(entry);
     }
 
