@@ -60,6 +60,21 @@ impl Representation {
         }
     }
 
+    /// Its `Vary` line, if it has one (in `cache_fields`). Sent with the errors judged
+    /// against it too (412, 416): which representation was judged depended on the fields
+    /// Vary names, so a cache must not hand that answer to a client that asked otherwise.
+    fn vary(&self) -> &[u8] {
+        let f = &self.cache_fields[..];
+        let Some(at) = f.windows(6).position(|w| w.eq_ignore_ascii_case(b"vary: ")) else {
+            return b"";
+        };
+        let end = f[at..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(f.len(), |n| at + n + 2);
+        &f[at..end]
+    }
+
     fn validators(&self) -> Validators<'_> {
         Validators {
             etag: &self.etag,
@@ -440,13 +455,14 @@ fn compose_file(
             (Status::NotModified, 0)
         }
         Plan::PreconditionFailed => {
-            response::write_error(out, Status::PreconditionFailed, c, head_only, b"");
+            response::write_error(out, Status::PreconditionFailed, c, head_only, rep.vary());
             segs.own_since(out, from);
             (Status::PreconditionFailed, own_body_len(&out[from..]))
         }
         Plan::Unsatisfiable => {
             // §15.5.17: say how long the representation is.
             response::write_error_with(out, Status::RangeNotSatisfiable, c, head_only, |out| {
+                out.extend_from_slice(rep.vary());
                 out.extend_from_slice(b"Content-Range: ");
                 range::write_unsatisfied_range(out, rep.len);
                 out.extend_from_slice(b"\r\n");
@@ -505,13 +521,18 @@ mod tests {
     }
 
     fn fixture(len: u64) -> Fixture {
+        fixture_with(len, b"Cache-Control: no-cache\r\n")
+    }
+
+    /// A fixture whose representation has `fields` (Cache-Control, Vary).
+    fn fixture_with(len: u64, fields: &[u8]) -> Fixture {
         let rep = Representation {
             content_type: CT.into(),
             len,
             mtime: MTIME,
             etag: etag(len).into_bytes().into(),
-            cache_fields: b"Cache-Control: no-cache\r\n".as_slice().into(),
-            fields: b"Cache-Control: no-cache\r\n".as_slice().into(),
+            cache_fields: fields.into(),
+            fields: fields.into(),
         };
         let mut disk = Vec::new();
         response::write_file_fields(&mut disk, &rep.file_fields());
@@ -548,6 +569,8 @@ mod tests {
         stopping: bool,
         cors: bool,
         vary: bool,
+        /// The representation is one of several by Accept-Encoding.
+        vary_encoding: bool,
     }
 
     /// A composed response, assembled.
@@ -611,7 +634,11 @@ mod tests {
     }
 
     fn run_opts(raw: &str, kind: Kind, len: u64, opts: Opts) -> Out {
-        let fx = fixture(len);
+        let fx = if opts.vary_encoding {
+            fixture_with(len, b"Cache-Control: no-cache\r\nVary: Accept-Encoding\r\n")
+        } else {
+            fixture(len)
+        };
         let req = request::parse(raw.as_bytes(), 16 * 1024)
             .expect("admitted")
             .expect("complete");
@@ -1407,6 +1434,48 @@ mod tests {
             );
             let without = run_opts(&raw, kind, LEN, Opts::default());
             assert_eq!(without.field("vary"), None);
+        }
+    }
+
+    #[test]
+    fn a_representation_chosen_by_encoding_says_vary_on_every_answer_about_it() {
+        let opts = Opts {
+            vary_encoding: true,
+            ..Opts::default()
+        };
+        let inm = format!("If-None-Match: {}", etag(LEN));
+        let im = "If-Match: \"other\"".to_string();
+        for (extra, want) in [
+            (None, 200),
+            (Some("Range: bytes=0-9"), 206),
+            (Some("Range: bytes=0-1,5-9"), 206),
+            (Some(inm.as_str()), 304),
+            (Some(im.as_str()), 412),
+            (Some("Range: bytes=99999-"), 416),
+        ] {
+            for src in [Src::Mem, Src::Disk, Src::Apart] {
+                for method in ["GET", "HEAD"] {
+                    let extra: Vec<&str> = extra.into_iter().collect();
+                    let raw = req_raw(method, "HTTP/1.1", &extra);
+                    let o = run_opts(&raw, Kind::File(Status::Ok, src), LEN, opts);
+                    // RFC 9110 §14.2: Range applies to GET only.
+                    let ranged = extra.iter().any(|f| f.starts_with("Range"));
+                    let want = if method == "HEAD" && ranged {
+                        200
+                    } else {
+                        want
+                    };
+                    assert_eq!(o.c.status.code(), want, "{method} {extra:?}");
+                    assert_eq!(
+                        o.field("vary").as_deref(),
+                        Some("Accept-Encoding"),
+                        "{method} {extra:?} {src:?}: {}",
+                        o.head()
+                    );
+                    // One Vary line, not one from the fields and one from elsewhere.
+                    assert_eq!(o.head().matches("Vary:").count(), 1, "{}", o.head());
+                }
+            }
         }
     }
 

@@ -252,6 +252,7 @@ fn ranges_and_conditionals_apply_to_each_variant() {
             r.header("Content-Range"),
             Some(format!("bytes */{len}").as_str())
         );
+        assert_vary(&r, "416");
         // Conditionals compare the variant's own validators.
         let r = with(&[&format!("If-None-Match: {etag}")]);
         r.assert_not_modified(&etag, &last_modified);
@@ -260,6 +261,7 @@ fn ranges_and_conditionals_apply_to_each_variant() {
         r.assert_whole(&bytes);
         let r = with(&["If-Match: \"something-else\""]);
         r.assert_status(412);
+        assert_vary(&r, "412");
         let r = with(&[&format!("If-Match: {etag}")]);
         r.assert_whole(&bytes);
         let r = with(&[&format!("If-Range: {etag}"), "Range: bytes=5-9"]);
