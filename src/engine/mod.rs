@@ -152,16 +152,16 @@ pub(crate) fn resident(file: BorrowedFd<'_>, offset: u64, len: u64) -> bool {
     }
 }
 
-/// Appends `len` bytes of `file` from `offset` to `out` if every one of them is in the page
-/// cache, with one `preadv2(RWF_NOWAIT)` that never waits for the disk; returns whether it
-/// did. Otherwise (a page missing, the file shorter, or no RWF_NOWAIT for this file) `out`
-/// is left as it was and the caller sends the range the long way.
-pub(crate) fn read_resident(
+/// Reads at most `len` bytes of `file` at `offset` onto the end of `out` with one
+/// `preadv2(RWF_NOWAIT)`: only what is in the page cache, never waiting for the disk.
+/// `out` grows by the count read (not at all on an error: EAGAIN when nothing is cached,
+/// EOPNOTSUPP where the file system has no RWF_NOWAIT).
+pub(crate) fn read_nowait(
     file: BorrowedFd<'_>,
     offset: u64,
     len: usize,
     out: &mut Vec<u8>,
-) -> bool {
+) -> io::Result<usize> {
     let from = out.len();
     out.resize(from + len, 0);
     let read = rustix::io::preadv2(
@@ -170,11 +170,28 @@ pub(crate) fn read_resident(
         offset,
         rustix::io::ReadWriteFlags::NOWAIT,
     );
-    if matches!(read, Ok(n) if n == len) {
-        return true;
+    out.truncate(from + *read.as_ref().unwrap_or(&0));
+    Ok(read?)
+}
+
+/// Appends `len` bytes of `file` from `offset` to `out` if every one of them is in the page
+/// cache ([`read_nowait`]); returns whether it did. Otherwise (a page missing, the file
+/// shorter, or no RWF_NOWAIT for this file) `out` is left as it was and the caller sends
+/// the range the long way.
+pub(crate) fn read_resident(
+    file: BorrowedFd<'_>,
+    offset: u64,
+    len: usize,
+    out: &mut Vec<u8>,
+) -> bool {
+    let from = out.len();
+    match read_nowait(file, offset, len, out) {
+        Ok(n) if n == len => true,
+        _ => {
+            out.truncate(from);
+            false
+        }
     }
-    out.truncate(from);
-    false
 }
 
 /// Kernel operations in flight on this thread's runtime that still own memory of ours: the

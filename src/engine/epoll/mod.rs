@@ -184,21 +184,11 @@ pub(crate) async fn read_at(
     len: usize,
 ) -> (io::Result<usize>, Vec<u8>) {
     let from = buf.len();
-    buf.resize(from + len, 0);
-    let nowait = rustix::io::preadv2(
-        file,
-        &mut [io::IoSliceMut::new(&mut buf[from..])],
-        offset,
-        rustix::io::ReadWriteFlags::NOWAIT,
-    );
-    match nowait {
-        Ok(n) if n > 0 => {
-            buf.truncate(from + n);
-            return (Ok(n), buf);
-        }
+    match super::read_nowait(file, offset, len, &mut buf) {
+        Ok(n) if n > 0 => return (Ok(n), buf),
         // Not cached (EAGAIN), no RWF_NOWAIT here (EOPNOTSUPP), or at the end (0, which the
         // blocking read confirms): read on a thread of the pool.
-        _ => {}
+        _ => buf.resize(from + len, 0),
     }
     let file = match file.try_clone_to_owned() {
         Ok(fd) => fd,
