@@ -2,7 +2,8 @@
 //! receive buffer (recv_buf.rs), asks the URL policy and the file store what to serve
 //! (respond.rs, store.rs), has the compose step decide the response (compose.rs), and
 //! walks the segments it returns: memory into the send batch, file ranges by sendfile
-//! (wire.rs). It makes no HTTP decision of its own.
+//! (wire.rs; a small range whose pages are cached is read into the batch instead). It
+//! makes no HTTP decision of its own.
 //!
 //! Pipelined answers are queued and go out in one SENDMSG. Every wait is bounded: the
 //! request head by `--header-timeout` (a deadline from its first byte), an idle connection

@@ -30,7 +30,9 @@
 //! one non-blocking recv(2) before a serving task takes it back to the ring. A slice of a
 //! large file that is not in the page cache (`engine::resident`, which asks
 //! [`cachestat_all`]) is read with a READ into a buffer the op owns instead ([`read_at`]),
-//! and sent from there.
+//! and sent from there. A send that nothing on the ring follows (a head before a sendfile,
+//! the last answer before a close) tries one non-blocking sendmsg(2) first and uses SENDMSG
+//! only when the socket is full ([`Socket::send`]).
 
 mod ops;
 
