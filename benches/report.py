@@ -327,7 +327,9 @@ def main():
         + (" (**self-test**: every slot runs nginx)" if self_test else "")
         + f": {meta.get('cpu_model', '?')}, {meta.get('cores', '?')} cores, kernel "
         f"{meta.get('kernel', '?')}; {meta.get('threads', '?')} worker(s) per server pinned to "
-        f"CPU {meta.get('server_cpus', '?')}, wrk on CPU {meta.get('client_cpus', '?')}; "
+        f"CPU {meta.get('server_cpus', '?')}, wrk "
+        + (f"({meta['wrk_threads']} threads) " if meta.get("wrk_threads", "1") != "1" else "")
+        + f"on CPU {meta.get('client_cpus', '?')}; "
         f"medians of {rounds_desc}; `benches/vs-nginx.sh`.",
         "",
         ("io_uring = fserve as started by default, epoll = `fserve --io epoll`. "

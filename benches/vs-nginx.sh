@@ -4,7 +4,7 @@
 # Three server slots: nginx; fserve (its default engine, which must come up on io_uring); and
 # fserve-epoll (the same binary with --io epoll, its fallback engine).
 #
-# Usage:  benches/vs-nginx.sh [--quick]
+# Usage:  benches/vs-nginx.sh [--quick] [--whole-machine]
 #
 #   (no flag)  full run; report in benches/results/<YYYY-MM-DD>.md and .svg, and the summary
 #              table alone (for pasting into the README) in <YYYY-MM-DD>-summary.md
@@ -14,6 +14,11 @@
 #              temporary directory printed at the end, so the tree stays clean. Fails only when
 #              the harness breaks (a server does not start or starts on the wrong engine, a
 #              wrong status code, a tool missing), never on timing.
+#   --whole-machine  what users compare: each server with one worker per CPU on every CPU,
+#              wrk with as many threads beside them on the same CPUs (SERVER_CPUS and
+#              CLIENT_CPUS default to all, THREADS and WRK_THREADS to their count; the
+#              workloads default to small-c64 small-c512 64k random10k close); report in
+#              benches/results/<YYYY-MM-DD>-whole.md (and -whole.svg, -whole-summary.md)
 #
 # Environment (defaults in brackets):
 #   SLOTS        which servers to run, any of: nginx fserve fserve-epoll; they always run in
@@ -23,6 +28,7 @@
 #   WARMUP       wrk warm-up before each measured run, 0 = none         [2s; --quick: 0]
 #   SERVER_CPUS  CPU list for the servers (taskset -c syntax)           [0]
 #   CLIENT_CPUS  CPU list for wrk and the idle-connection holder        [1]
+#   WRK_THREADS  wrk threads                                             [1]
 #   THREADS      nginx worker_processes = fserve --threads              [number of SERVER_CPUS]
 #   WORKLOADS    space-separated subset of the workloads below          [all]
 #   QUOTA_US     CPU quota per 100000 µs period for the quota run        [50000 = half a core]
@@ -53,12 +59,13 @@ REPO=$(cd "$HERE/.." && pwd)
 say() { printf '%s\n' "$*"; }
 die() { printf 'vs-nginx: error: %s\n' "$*" >&2; exit 1; }
 
-QUICK=0
+QUICK=0 WHOLE=0
 for arg in "$@"; do
     case $arg in
         --quick) QUICK=1 ;;
+        --whole-machine) WHOLE=1 ;;
         -h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
-        *) die "unknown argument '$arg' (usage: benches/vs-nginx.sh [--quick])" ;;
+        *) die "unknown argument '$arg' (usage: benches/vs-nginx.sh [--quick] [--whole-machine])" ;;
     esac
 done
 
@@ -68,6 +75,12 @@ if ((QUICK)); then
 else
     ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10s} WARMUP=${WARMUP:-2s}
     RANDOM_FILES=10000 IDLE_CONNS=10000 WITH_10M=1
+fi
+if ((WHOLE)); then
+    ALL_CPUS="0-$(($(getconf _NPROCESSORS_ONLN) - 1))"
+    SERVER_CPUS=${SERVER_CPUS:-$ALL_CPUS}
+    CLIENT_CPUS=${CLIENT_CPUS:-$ALL_CPUS}
+    WORKLOADS=${WORKLOADS:-small-c64 small-c512 64k random10k close}
 fi
 SERVER_CPUS=${SERVER_CPUS:-0}
 CLIENT_CPUS=${CLIENT_CPUS:-1}
@@ -134,6 +147,11 @@ affinity_mask() { # CPU ids on stdin -> nginx bit string, CPU 0 rightmost
 SERVER_CPU_COUNT=$(cpu_ids "$SERVER_CPUS" | sort -un | wc -l)
 THREADS=${THREADS:-$SERVER_CPU_COUNT}
 [[ $THREADS =~ ^[1-9][0-9]*$ ]] || die "THREADS must be a positive integer"
+if ((WHOLE)); then
+    WRK_THREADS=${WRK_THREADS:-$(cpu_ids "$CLIENT_CPUS" | sort -un | wc -l)}
+fi
+WRK_THREADS=${WRK_THREADS:-1}
+[[ $WRK_THREADS =~ ^[1-9][0-9]*$ ]] || die "WRK_THREADS must be a positive integer"
 NGINX_AFFINITY="auto $(cpu_ids "$SERVER_CPUS" | sort -un | affinity_mask)"
 
 # ---------------------------------------------------------------------------------------------
@@ -629,7 +647,7 @@ run_wrk() { # PORT DURATION LOGFILE [warmup]
     local port=$1 dur=$2 log=$3 warm=${4:-}
     local -a cmd h=()
     [[ -n $WL_HEADER ]] && h=(-H "$WL_HEADER")
-    cmd=(taskset -c "$CLIENT_CPUS" wrk -t1 "-c$WL_CONNS" "-d$dur" --latency -s "$WL_SCRIPT" "${h[@]}"
+    cmd=(taskset -c "$CLIENT_CPUS" wrk "-t$WRK_THREADS" "-c$WL_CONNS" "-d$dur" --latency -s "$WL_SCRIPT" "${h[@]}"
         "http://127.0.0.1:$port$WL_PATH")
     [[ -n $warm ]] ||
         record_cmd "$( [[ $WL_SCRIPT == */random.lua ]] && echo "FSB_RANDOM_FILES=$RANDOM_FILES FSB_SEED=$SEED ")$(show_cmd "${cmd[@]}")"
@@ -807,6 +825,7 @@ fi
     printf 'rustc_version\t%s\n' "$(rustc --version 2>/dev/null || echo "?")"
     printf 'server_cpus\t%s\n' "$SERVER_CPUS"
     printf 'client_cpus\t%s\n' "$CLIENT_CPUS"
+    printf 'wrk_threads\t%s\n' "$WRK_THREADS"
     printf 'threads\t%s\n' "$THREADS"
     printf 'rounds\t%s\n' "$ROUNDS"
     printf 'duration\t%s\n' "$DURATION"
@@ -823,6 +842,7 @@ fi
 mkdir -p "$OUT_DIR"
 stem=$OUT_DIR/$DATE
 ((QUICK)) && stem=$OUT_DIR/quick-$DATE
+((WHOLE)) && stem=$stem-whole
 MD=$stem.md SVG=$stem.svg SUMMARY=$stem-summary.md
 python3 "$HERE/report.py" --work "$WORK" --md "$MD" --svg "$SVG" --summary "$SUMMARY" ||
     die "report.py failed"
