@@ -166,7 +166,7 @@ const ABSENT_MAX_KEY: usize = 256;
 /// and then what it would cost with no memory of them.
 const ABSENT_MAX_BYTES: usize = 256 * 1024;
 
-/// Paths found missing, remembered for [`REVALIDATE_AFTER_MS`]: a path asked for again
+/// Paths found missing, remembered for `REVALIDATE_AFTER_MS` (1 s): a path asked for again
 /// within that is answered 404 without a system call, as a cached file is answered without
 /// one, and a file created there is served within the same interval as an edit.
 #[derive(Default)]
@@ -176,7 +176,7 @@ pub struct Absent {
 }
 
 impl Absent {
-    /// Whether `key` was found missing less than [`REVALIDATE_AFTER_MS`] ago.
+    /// Whether `key` was found missing less than `REVALIDATE_AFTER_MS` ago.
     pub fn contains(&self, key: &[u8], now_ms: u64) -> bool {
         self.map
             .get(key)
