@@ -9,11 +9,11 @@ use std::os::fd::BorrowedFd;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use rustix::net::{SendAncillaryBuffer, SendFlags};
+
 /// At most this many pieces go in one [`SendBatch::send_now`] (the batch is flushed at 256
 /// pieces; a longer one goes in several calls).
 const SEND_NOW_IOVECS: usize = 64;
-
-use rustix::net::{SendAncillaryBuffer, SendFlags};
 
 /// One piece of a response: bytes in the batch's own buffer, or shared bytes that the batch
 /// keeps alive while the kernel reads them: a worker's (a cached file with its pre-rendered

@@ -194,11 +194,16 @@ impl Absent {
         }
         let weight = key.len() + ENTRY_OVERHEAD;
         if self.bytes + weight > ABSENT_MAX_BYTES {
-            self.map.clear();
-            self.bytes = 0;
+            self.clear();
         }
         self.map.insert(key.into(), now_ms);
         self.bytes += weight;
+    }
+
+    /// Forgets every path (the cache is dropped).
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.bytes = 0;
     }
 
     /// Forgets `key` (it was found).
@@ -226,6 +231,11 @@ mod tests {
         assert!(a.contains(b"/x", 5_500));
         a.remove(b"/x");
         assert!(!a.contains(b"/x", 5_500));
+        assert_eq!(a.bytes, 0);
+        // Dropped with the cache (SIGHUP).
+        a.insert(b"/y", 5_000);
+        a.clear();
+        assert!(!a.contains(b"/y", 5_000));
         assert_eq!(a.bytes, 0);
     }
 

@@ -34,10 +34,10 @@ use crate::metrics::CloseReason;
 /// readability alone.
 const HOT_IDLE: Duration = Duration::from_millis(250);
 
-/// A range of a file sent from disk up to this long is read into the send batch when it is
-/// in the page cache, rather than sent by sendfile after the head: one system call instead
-/// of three, and the head and the range leave in one send. Each connection holds at most
-/// this much more in its send buffer for it.
+/// Bytes of a file sent from disk that one response may read into the send batch, when
+/// they are in the page cache, rather than send by sendfile after the head: one system call
+/// instead of three, and the head and the range leave in one send. Counted over all the
+/// ranges of a response, so a connection's send buffer grows by at most this for it.
 const READ_RANGE_MAX: u64 = 16 * 1024;
 
 pub(super) async fn serve(guard: ConnGuard, sock: Socket) {
@@ -94,17 +94,15 @@ fn park(
     // and as local), and every parked connection pays for this future.
     async move {
         let w = guard.worker();
-        let woke = parking::wait(&w.parking, w.stopping.get(), deadline, &sock).await;
-        let why = if w.stopping.get() {
-            CloseReason::Shutdown
-        } else if Instant::now() >= deadline {
-            CloseReason::KeepaliveTimeout
-        } else {
-            CloseReason::Client
-        };
-        match woke {
+        match parking::wait(&w.parking, w.stopping.get(), deadline, &sock).await {
             Some(buf) => engine::spawn(drive(Conn::new(guard, sock, nodelay), buf, true)),
-            None => guard.closing(why),
+            None => guard.closing(if w.stopping.get() {
+                CloseReason::Shutdown
+            } else if Instant::now() >= deadline {
+                CloseReason::KeepaliveTimeout
+            } else {
+                CloseReason::Client
+            }),
         }
     }
 }
@@ -447,6 +445,7 @@ impl Conn {
         file: Option<&Rc<CachedFile>>,
         in_batch: bool,
     ) -> io::Result<()> {
+        let mut read_budget = READ_RANGE_MAX;
         for i in 0..self.segs.as_slice().len() {
             match (self.segs.as_slice()[i].clone(), file) {
                 (Segment::Own(r), _) if in_batch => self.wire.queue_written(r),
@@ -461,8 +460,8 @@ impl Conn {
                 }
                 (Segment::File { offset, len }, Some(file)) => {
                     let disk = file.disk.as_ref().expect("a large file is held open");
-                    if len <= READ_RANGE_MAX && self.wire.queue_resident(disk, offset, len as usize)
-                    {
+                    if len <= read_budget && self.wire.queue_resident(disk, offset, len as usize) {
+                        read_budget -= len;
                         continue;
                     }
                     self.wire.flush(true).await?;

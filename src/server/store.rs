@@ -198,10 +198,12 @@ impl Store {
         self.last_hit.get()
     }
 
-    /// Drops every cached file (SIGHUP); held-open files close once no response uses them.
+    /// Drops every cached file and every path remembered missing (SIGHUP); held-open files
+    /// close once no response uses them.
     pub(crate) fn clear(&self) {
         self.held.borrow_mut().clear();
         self.cache.borrow_mut().clear();
+        self.absent.borrow_mut().clear();
     }
 
     /// The worker's rendered directory listings.
