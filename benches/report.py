@@ -363,7 +363,7 @@ def main():
         f"**fserve vs {', '.join(['nginx'] + others)}, {meta.get('date', '?')}**"
         + (" (`--quick` smoke test: numbers are not meaningful)" if "quick" in meta.get("mode", "")
            else "")
-        + (" (**self-test**: every slot runs nginx)" if self_test else "")
+        + (" (**self-test**: every fserve slot runs nginx)" if self_test else "")
         + f": {meta.get('cpu_model', '?')}, {meta.get('cores', '?')} cores, kernel "
         f"{meta.get('kernel', '?')}; {meta.get('threads', '?')} worker(s) per server pinned to "
         f"CPU {meta.get('server_cpus', '?')}, wrk "
