@@ -34,7 +34,6 @@ import statistics
 from html import escape
 
 SLOT_ORDER = ("nginx", "fserve", "fserve-base", "fserve-epoll", "sws", "caddy")
-FSERVE_SLOTS = ("fserve", "fserve-base", "fserve-epoll")
 ENGINE = {"fserve": "io_uring", "fserve-base": "io_uring", "fserve-epoll": "epoll"}
 COLOURS = {"nginx": "#4e79a7", "fserve": "#e15759", "fserve-base": "#f28e2b",
            "fserve-epoll": "#59a14f", "sws": "#b07aa1", "caddy": "#9c755f"}
@@ -209,7 +208,7 @@ def svg_chart(groups, series, title, subtitle):
             x = x0 + j * bar_slot + (bar_slot - bar_w) / 2
             if v is None or v <= 0:
                 out.append(f'<text x="{x + bar_w / 2:.1f}" y="{base - 4:.1f}" '
-                           f'text-anchor="middle" font-size="{fs_val}">n/a</text>')
+                           f'text-anchor="middle" font-size="{fs_val}">—</text>')
                 continue
             yt = y(v)
             label = f_cpu(v)
@@ -480,10 +479,11 @@ def main():
     if "sws" in slots:
         intro += (f" {label('sws')}: `--compression false --directory-listing false "
                   "--log-level error`, cache-control headers as default, "
-                  "`--threads-multiplier` so its worker threads equal the workers above.")
+                  "`--threads-multiplier` so its worker threads equal the other servers' workers.")
     if "caddy" in slots:
         intro += (f" {label('caddy')}: the Caddyfile at the end (`file_server`, no `encode`, no "
-                  "access log, admin API and automatic HTTPS off), GOMAXPROCS = the workers above.")
+                  "access log, admin API and automatic HTTPS off), GOMAXPROCS = the other servers' "
+                  "workers.")
     md = [f"# fserve vs {', '.join(['nginx'] + others)} — {meta.get('date', '')}", "", intro, ""]
     if footnotes:
         md += ["Not run (— in the tables):", ""] + [f"- {n}" for n in footnotes] + [""]
