@@ -11,12 +11,19 @@ DIR (written by vs-nginx.sh) holds:
     workloads.tsv  name<TAB>description, in run order
     commands.txt   every distinct command line the harness ran, in order
     nginx.conf     the exact nginx config used (absent when no slot ran nginx)
+    Caddyfile      the exact Caddy config used (absent when the caddy slot did not run)
     notes.txt      anomalies seen during the run (may be empty)
 
-Servers ("slots"): nginx; fserve (its default engine, io_uring); fserve-epoll (--io epoll).
-Every ratio compares one fserve slot with nginx and is oriented so that > 1 means that fserve
-slot did better: fserve ÷ nginx for req/s and MiB/s, nginx ÷ fserve for CPU per request, CPU
-per GiB, latency and memory.
+Servers ("slots"), in run order: nginx; fserve (its default engine, io_uring); fserve-base (a
+second fserve binary, FSERVE_BASE_BIN, io_uring: an earlier build to A/B against); fserve-epoll
+(--io epoll); the peers sws (static-web-server) and caddy. Every ratio compares one slot with
+nginx and is oriented so that > 1 means that slot did better: slot ÷ nginx for req/s and MiB/s,
+nginx ÷ slot for CPU per request, CPU per GiB, latency and memory. fserve-base gets its own
+ratio against nginx, so the A/B reads as fserve-base's ratio next to fserve's.
+
+A workload a slot did not run (a "skipped" row in runs.tsv, with its reason) shows "—" in that
+slot's cells, and the reason, one line per workload and reason, in the report's header and under
+the summary table.
 """
 
 import argparse
@@ -26,9 +33,10 @@ import os
 import statistics
 from html import escape
 
-SLOT_ORDER = ("nginx", "fserve", "fserve-epoll")
-ENGINE = {"fserve": "io_uring", "fserve-epoll": "epoll"}
-COLOURS = {"nginx": "#4e79a7", "fserve": "#e15759", "fserve-epoll": "#59a14f"}
+SLOT_ORDER = ("nginx", "fserve", "fserve-base", "fserve-epoll", "sws", "caddy")
+ENGINE = {"fserve": "io_uring", "fserve-base": "io_uring", "fserve-epoll": "epoll"}
+COLOURS = {"nginx": "#4e79a7", "fserve": "#e15759", "fserve-base": "#f28e2b",
+           "fserve-epoll": "#59a14f", "sws": "#b07aa1", "caddy": "#9c755f"}
 
 
 def read_kv(path):
@@ -200,7 +208,7 @@ def svg_chart(groups, series, title, subtitle):
             x = x0 + j * bar_slot + (bar_slot - bar_w) / 2
             if v is None or v <= 0:
                 out.append(f'<text x="{x + bar_w / 2:.1f}" y="{base - 4:.1f}" '
-                           f'text-anchor="middle" font-size="{fs_val}">n/a</text>')
+                           f'text-anchor="middle" font-size="{fs_val}">—</text>')
                 continue
             yt = y(v)
             label = f_cpu(v)
@@ -238,6 +246,10 @@ def main():
     if os.path.exists(os.path.join(w, "nginx.conf")):
         with open(os.path.join(w, "nginx.conf")) as f:
             nginx_conf = f.read()
+    caddyfile = None
+    if os.path.exists(os.path.join(w, "Caddyfile")):
+        with open(os.path.join(w, "Caddyfile")) as f:
+            caddyfile = f.read()
     notes_path = os.path.join(w, "notes.txt")
     notes = []
     if os.path.exists(notes_path):
@@ -249,15 +261,28 @@ def main():
     self_test = meta.get("self_test") == "1"
     has_nginx = "nginx" in slots
 
+    peer_names = {"sws": meta.get("sws_version") or "static-web-server",
+                  "caddy": meta.get("caddy_version") or "Caddy"}
+
     def label(s):  # long name, for the legend and the detailed table
         if s == "nginx":
             return "nginx"
-        return f"{s} slot (nginx, self-test)" if self_test else f"fserve ({ENGINE[s]})"
+        if s in peer_names:
+            return peer_names[s]
+        if self_test:
+            return f"{s} slot (nginx, self-test)"
+        return "fserve-base (io_uring, FSERVE_BASE_BIN)" if s == "fserve-base" \
+            else f"fserve ({ENGINE[s]})"
 
-    def short(s):  # column names of the summary table
-        if s == "nginx" or self_test:
+    def short(s):  # names in the summary table's req/s and p99 columns
+        if s == "nginx" or self_test or s not in ENGINE:
             return s
-        return ENGINE[s]
+        return "base" if s == "fserve-base" else ENGINE[s]
+
+    def col_name(s):  # name in the summary table's CPU columns
+        if s == "nginx" or self_test or s not in ENGINE:
+            return {"caddy": "Caddy"}.get(s, s)
+        return f"{'fserve-base' if s == 'fserve-base' else 'fserve'} {ENGINE[s]}"
 
     for r in runs:
         r["m"] = metrics(r, clk)
@@ -283,18 +308,20 @@ def main():
     def rat(wl, s, key, hb):
         return None if s == "nginx" else ratio(val(wl, "nginx", key), val(wl, s, key), hb)
 
-    footnotes = []
+    # One line per workload and reason, naming the slots it applies to.
+    skipped = {}
     for wl, per in stats.items():
         for s, p in per.items():
             if p["skip"]:
-                footnotes.append(f"{wl}: {s} {p['skip']}; not compared")
+                skipped.setdefault((wl, p["skip"]), []).append(s)
+    footnotes = [f"`{wl}`: not run on {', '.join(ss)}: {why}"
+                 for (wl, why), ss in skipped.items()]
 
     # ---- the compact summary (top of the report, and the -summary.md file) ----
     quota_cpu = meta.get("quota_cpu", "?")
     idle_conns = meta.get("idle_conns", "?")
     def cpu_col(s):
-        name = s if s == "nginx" or self_test else f"fserve {short(s)}"
-        return f"{name} CPU-µs/req" + (" (×)" if s != "nginx" and has_nginx else "")
+        return f"{col_name(s)} CPU-µs/req" + (" (×)" if s != "nginx" and has_nginx else "")
 
     sum_header = (["workload"] + [cpu_col(s) for s in slots]
                   + ["req/s " + " / ".join(short(s) for s in slots),
@@ -303,13 +330,13 @@ def main():
     for wl, per in stats.items():
         if wl == "idle10k":
             row = [f"`idle10k`: RSS MiB, {idle_conns} idle conns"]
-            row += [("n/a" if per.get(s, {}).get("skip") else
+            row += [("—" if per.get(s, {}).get("skip") else
                      with_ratio(val(wl, s, "rss"), rat(wl, s, "rss", False), f_mib)) for s in slots]
             row += ["—", "—"]
         else:
             quota = wl == "small-c64-quota"
             row = [f"`{wl}`" + (f": {quota_cpu} CPU quota" if quota else "")]
-            row += [("n/a" if per.get(s, {}).get("skip") else
+            row += [("—" if per.get(s, {}).get("skip") else
                      with_ratio(val(wl, s, "cpu_us"), rat(wl, s, "cpu_us", False), f_cpu))
                     for s in slots]
             rps = [with_ratio(val(wl, s, "rps"), rat(wl, s, "rps", True) if quota else None,
@@ -320,11 +347,22 @@ def main():
         sum_rows.append(row)
     quota_ran = "small-c64-quota" in stats
     rounds_desc = f"{meta.get('rounds', '?')} round(s) × {meta.get('duration', '?')}"
+    peers = [s for s in slots if s in peer_names]
+    others = [label(s) for s in peers]
+    legend = []
+    if not self_test and any(s in ENGINE for s in slots):
+        legend.append("io_uring = fserve as started by default"
+                      + (", epoll = `fserve --io epoll`" if "fserve-epoll" in slots else "")
+                      + (", base = fserve-base, an earlier fserve build (FSERVE_BASE_BIN) started "
+                         "with the same flags, on io_uring" if "fserve-base" in slots else ""))
+    if peers:
+        legend.append(", ".join(f"{col_name(s)} = {label(s)}" for s in peers)
+                      + " (production settings: compression and access log off)")
     caption = [
-        f"**fserve vs nginx, {meta.get('date', '?')}**"
+        f"**fserve vs {', '.join(['nginx'] + others)}, {meta.get('date', '?')}**"
         + (" (`--quick` smoke test: numbers are not meaningful)" if "quick" in meta.get("mode", "")
            else "")
-        + (" (**self-test**: every slot runs nginx)" if self_test else "")
+        + (" (**self-test**: every fserve slot runs nginx)" if self_test else "")
         + f": {meta.get('cpu_model', '?')}, {meta.get('cores', '?')} cores, kernel "
         f"{meta.get('kernel', '?')}; {meta.get('threads', '?')} worker(s) per server pinned to "
         f"CPU {meta.get('server_cpus', '?')}, wrk "
@@ -332,25 +370,31 @@ def main():
         + f"on CPU {meta.get('client_cpus', '?')}; "
         f"medians of {rounds_desc}; `benches/vs-nginx.sh`.",
         "",
-        ("io_uring = fserve as started by default, epoll = `fserve --io epoll`. "
-         if not self_test and slots != ["nginx"] else "")
+        "".join(f"{x}. " for x in legend)
         + "CPU-µs/req: the server's CPU time per request, lower is better"
-        + ("; (×) = nginx ÷ fserve, **> 1 means fserve did better than nginx**" if has_nginx else "")
+        + ("; (×) = nginx ÷ that server, **> 1 means it did better than nginx**"
+           if has_nginx else "")
         + ". " + (f"Quota row: the server limited to {quota_cpu} CPU (cgroup), so req/s is the "
-                  "server's limit, not the client's" + ("; its req/s ratios are fserve ÷ nginx"
+                  "server's limit, not the client's" + ("; its req/s ratios are server ÷ nginx"
                                                         if has_nginx else "") + ". "
                   if quota_ran else "")
         + ("`idle10k`: the server's RSS with the idle keep-alive connections open"
-           + ("; (×) = nginx ÷ fserve" if has_nginx else "") + "." if "idle10k" in stats else ""),
+           + ("; (×) = nginx ÷ that server" if has_nginx else "") + "."
+           if "idle10k" in stats else ""),
     ]
     sum_notes = []
     if not quota_ran:
         why = meta.get("quota", "") if meta.get("quota", "").startswith("unavailable") else \
             "not in WORKLOADS"
         sum_notes.append(f"Quota run: not done ({why}).")
+    def summary_text(notes_):
+        return "\n".join(caption + ["", md_table(sum_header, sum_rows)]
+                         + ([""] + [f"- {n}" for n in notes_] if notes_ else [])) + "\n"
+
+    # The report names skipped workloads in its header; the summary file stands alone.
+    report_summary_md = summary_text(sum_notes)
     sum_notes += [f"{n}." for n in footnotes]
-    summary_md = "\n".join(caption + ["", md_table(sum_header, sum_rows)]
-                           + ([""] + [f"- {n}" for n in sum_notes] if sum_notes else [])) + "\n"
+    summary_md = summary_text(sum_notes)
     if a.summary:
         with open(a.summary, "w") as f:
             f.write(summary_md)
@@ -364,7 +408,7 @@ def main():
             if s not in per:
                 continue
             if per[s]["skip"]:
-                cells = ["n/a"] * len(METRICS)
+                cells = ["—"] * len(METRICS)
             else:
                 cells = [with_ratio(val(wl, s, k), rat(wl, s, k, hb), fmt)
                          for k, _t, fmt, hb in METRICS]
@@ -403,27 +447,54 @@ def main():
         ("fserve commit", meta.get("fserve_commit")), ("fserve binary", meta.get("fserve_bin")),
         ("fserve start-up line", meta.get("fserve_banner") or "—"),
         ("fserve --io epoll start-up line", meta.get("fserve_epoll_banner") or "—"),
+    ]
+    if "fserve-base" in slots and not self_test:
+        facts += [("fserve-base binary (FSERVE_BASE_BIN)", meta.get("fserve_base_bin")),
+                  ("fserve-base start-up line", meta.get("fserve_base_banner") or "—")]
+    if "sws" in slots:
+        facts += [("static-web-server", f"{meta.get('sws_version')} (cargo install --locked, "
+                                        f"{meta.get('sws_bin')})")]
+    if "caddy" in slots:
+        facts += [("Caddy", f"{meta.get('caddy_version')} (Debian package)")]
+    facts += [
         ("wrk", meta.get("wrk_version")), ("rustc", meta.get("rustc_version")),
         ("server CPUs / client CPUs", f"{meta.get('server_cpus')} / {meta.get('client_cpus')}"),
-        ("workers (nginx worker_processes = fserve --threads)", meta.get("threads")),
+        ("workers (nginx worker_processes = fserve --threads"
+         + (" = sws worker threads" if "sws" in slots else "")
+         + (" = Caddy GOMAXPROCS" if "caddy" in slots else "") + ")", meta.get("threads")),
         ("rounds × duration (warm-up)", f"{meta.get('rounds')} × {meta.get('duration')} "
                                         f"({meta.get('warmup')})"),
         ("CPU quota run", meta.get("quota")),
         ("open-file limit (ulimit -n)", meta.get("nofile")),
         ("corpus", meta.get("corpus")),
     ]
-    md = [f"# fserve vs nginx — {meta.get('date', '')}", "",
-          "Produced by `benches/vs-nginx.sh` (method: shared BENCHMARKING.md). Each workload ran "
-          "against " + ", ".join(label(s) for s in slots) + " in turn, every round, on the same "
-          "pinned CPUs, same files, same worker count; figures are medians over the rounds.", "",
-          "## Summary", "",
-          summary_md.rstrip("\n"), "",
+    intro = ("Produced by `benches/vs-nginx.sh` (method: shared BENCHMARKING.md). Each workload "
+             "ran against " + ", ".join(label(s) for s in slots) + " in turn, every round, on the "
+             "same pinned CPUs, same files, same worker count; figures are medians over the "
+             "rounds.")
+    if "fserve-base" in slots and not self_test:
+        intro += (" fserve-base is a second fserve binary (FSERVE_BASE_BIN, "
+                  f"`{meta.get('fserve_base_bin')}`) started with the fserve slot's flags: its "
+                  "ratio against nginx next to fserve's is the A/B of the two builds.")
+    if "sws" in slots:
+        intro += (f" {label('sws')}: `--compression false --directory-listing false "
+                  "--log-level error`, cache-control headers as default, "
+                  "`--threads-multiplier` so its worker threads equal the other servers' workers.")
+    if "caddy" in slots:
+        intro += (f" {label('caddy')}: the Caddyfile at the end (`file_server`, no `encode`, no "
+                  "access log, admin API and automatic HTTPS off), GOMAXPROCS = the other servers' "
+                  "workers.")
+    md = [f"# fserve vs {', '.join(['nginx'] + others)} — {meta.get('date', '')}", "", intro, ""]
+    if footnotes:
+        md += ["Not run (— in the tables):", ""] + [f"- {n}" for n in footnotes] + [""]
+    md += ["## Summary", "",
+          report_summary_md.rstrip("\n"), "",
           f"![server CPU-µs per request]({os.path.basename(a.svg)})", "",
           "## Machine", "", md_table(["fact", "value"], [[k, v or "?"] for k, v in facts]), "",
           "## Medians per workload", "",
-          "One row per workload and server; each fserve cell is **value (ratio against nginx)**. "
-          "Every ratio is oriented so that **> 1 means that fserve engine did better than "
-          "nginx**: fserve ÷ nginx for req/s and MiB/s; nginx ÷ fserve for CPU-µs per request, "
+          "One row per workload and server; each cell other than nginx's is **value (ratio "
+          "against nginx)**. Every ratio is oriented so that **> 1 means that server did better "
+          "than nginx**: server ÷ nginx for req/s and MiB/s; nginx ÷ server for CPU-µs per request, "
           "CPU-seconds per GiB sent, p50/p99 latency and RSS. CPU is utime+stime of all the "
           "server's processes (/proc/PID/stat) over the measured run, divided by the requests "
           "wrk completed. Peak RSS is VmHWM summed over the server's processes; for `idle10k` "
@@ -431,7 +502,6 @@ def main():
           "client saturates first on small files: compare CPU-µs/req and the quota row, not raw "
           "req/s.", "",
           md_table(header, det_md), ""]
-    md += [f"- {n}" for n in footnotes] + ([""] if footnotes else [])
     md += ["## Workloads", "",
            md_table(["workload", "what"], [[f"`{k}`", v] for k, v in workloads.items()]), "",
            "## Observations", ""]
@@ -447,18 +517,20 @@ def main():
            "```"] + commands + ["```", ""]
     if nginx_conf is not None:
         md += ["## nginx config", "", "```nginx", nginx_conf.rstrip("\n"), "```", ""]
+    if caddyfile is not None:
+        md += ["## Caddyfile", "", "```", caddyfile.rstrip("\n"), "```", ""]
     with open(a.md, "w") as f:
         f.write("\n".join(md))
 
     print()
     print(f"Summary (medians of {rounds_desc}"
-          + ("; (×) > 1 = fserve better than nginx)" if has_nginx else ")"))
+          + ("; (×) > 1 = that server better than nginx)" if has_nginx else ")"))
     print(text_table(sum_header, [[c.replace("`", "") for c in r] for r in sum_rows]))
     for n in sum_notes:
         print(n)
     print()
-    print("Medians per workload" + (" (fserve cells: value (ratio against nginx, > 1 = fserve "
-                                    "better))" if has_nginx else ""))
+    print("Medians per workload" + (" (cells other than nginx's: value (ratio against nginx, "
+                                    "> 1 = that server better))" if has_nginx else ""))
     print(text_table(["workload", "server"] + [t for _k, t, *_ in METRICS], det_txt))
     if notes:
         print("\nObservations:")

@@ -1,16 +1,33 @@
 #!/usr/bin/env bash
 # fserve vs nginx, side by side, the way shared/BENCHMARKING.md says: pinned CPUs, same files,
 # same worker count, alternated runs, medians, ratios, server CPU per request, a CPU-quota run.
-# Three server slots: nginx; fserve (its default engine, which must come up on io_uring); and
-# fserve-epoll (the same binary with --io epoll, its fallback engine).
+# Server slots, run in this order within a round (each selected one in turn):
+#   nginx         the reference (benches/nginx.conf.in)
+#   fserve        fserve as started by default, which must come up on io_uring
+#   fserve-base   a second fserve binary (FSERVE_BASE_BIN), same flags, io_uring: an earlier
+#                 build to A/B against in the same run; its ratios are against nginx like the
+#                 fserve slot's, so fserve-base's ratio next to fserve's is the A/B
+#   fserve-epoll  the fserve binary with --io epoll, its fallback engine
+#   sws           static-web-server, pinned version, built once with cargo install into
+#                 ~/.cache/fserve-bench/sws-<version>/ (minutes, the first time); its
+#                 production settings: compression off, directory listing off, log level
+#                 error, cache-control headers as default; --threads-multiplier so that its
+#                 worker threads = THREADS on the pinned CPUs (tokio's blocking pool, which
+#                 reads the files, is on the same CPUs)
+#   caddy         Caddy from the Debian package, a generated Caddyfile (benches/Caddyfile.in:
+#                 admin off, auto_https off, plain http, file_server, no encode, no access
+#                 log), GOMAXPROCS=THREADS
+# The peers (sws, caddy) skip small-c64-log: neither writes nginx's combined access log lines to
+# a file, so that row is "—" for them, with the reason in the report's header. They run the
+# other workloads as fserve does (the quota run moves their processes into the cgroup too).
 #
-# Usage:  benches/vs-nginx.sh [--quick] [--whole-machine]
+# Usage:  benches/vs-nginx.sh [--quick] [--whole-machine] [--peers]
 #
 #   (no flag)  full run; report in benches/results/<YYYY-MM-DD>.md and .svg, and the summary
 #              table alone (for pasting into the README) in <YYYY-MM-DD>-summary.md
 #              (same day: replaced)
 #   --quick    smoke test for CI: 1 round of 1 s runs, small corpus (no 10m file, 100 random
-#              files), 200 idle connections; no warm-up; all three slots; report goes to a
+#              files), 200 idle connections; no warm-up; the selected slots; report goes to a
 #              temporary directory printed at the end, so the tree stays clean. Fails only when
 #              the harness breaks (a server does not start or starts on the wrong engine, a
 #              wrong status code, a tool missing), never on timing.
@@ -19,36 +36,44 @@
 #              CLIENT_CPUS default to all, THREADS and WRK_THREADS to their count; the
 #              workloads default to small-c64 small-c512 64k random10k close); report in
 #              benches/results/<YYYY-MM-DD>-whole.md (and -whole.svg, -whole-summary.md)
+#   --peers    add the peers: sws and caddy (same as adding them to SLOTS)
 #
 # Environment (defaults in brackets):
-#   SLOTS        which servers to run, any of: nginx fserve fserve-epoll; they always run in
-#                that order within a round; ratios need nginx    [nginx fserve fserve-epoll]
+#   SLOTS        which servers to run, any of: nginx fserve fserve-base fserve-epoll sws caddy;
+#                they always run in that order within a round; ratios need nginx
+#                                                                   [nginx fserve fserve-epoll]
+#   FSERVE_BASE_BIN  the fserve binary for the fserve-base slot (required when it is selected)
 #   ROUNDS       rounds of the SLOTS alternation per workload        [3; --quick: 1]
 #   DURATION     wrk duration per measured run (wrk syntax: 10s, 1m)    [10s; --quick: 1s]
 #   WARMUP       wrk warm-up before each measured run, 0 = none         [2s; --quick: 0]
 #   SERVER_CPUS  CPU list for the servers (taskset -c syntax)           [0]
 #   CLIENT_CPUS  CPU list for wrk and the idle-connection holder        [1]
 #   WRK_THREADS  wrk threads                                             [1]
-#   THREADS      nginx worker_processes = fserve --threads              [number of SERVER_CPUS]
+#   THREADS      nginx worker_processes = fserve --threads = Caddy GOMAXPROCS = sws worker
+#                threads (a multiple of the number of SERVER_CPUS when sws runs)
+#                                                                   [number of SERVER_CPUS]
 #   WORKLOADS    space-separated subset of the workloads below          [all]
 #   QUOTA_US     CPU quota per 100000 µs period for the quota run        [50000 = half a core]
 #   FSERVE_BIN   use this fserve binary instead of building one         [cargo build --release]
-#   FSERVE_SLOT  "nginx": a harness self-test. Each fserve slot in SLOTS (fserve, fserve-epoll)
-#                runs its own second nginx instead (A/A/A), which shows the noise floor; skips
-#                the fserve build and the engine check; report goes to a temporary
-#                directory                                               [fserve]
+#   FSERVE_SLOT  "nginx": a harness self-test. Each fserve slot in SLOTS (fserve, fserve-base,
+#                fserve-epoll) runs its own second nginx instead (A/A/A), which shows the noise
+#                floor; skips the fserve build and the engine check; the peers run as
+#                themselves; report goes to a temporary directory          [fserve]
 #   KEEP_WORK    1 keeps the temporary directory (corpus, logs, raw data) [0; kept on failure]
-# fserve's own FSERVE_* settings (FSERVE_IO, FSERVE_CACHE_SIZE, …) are removed from the servers'
-# environment: the runs measure fserve's defaults plus the flags the harness passes.
+# fserve's own FSERVE_* settings (FSERVE_IO, FSERVE_CACHE_SIZE, …) and static-web-server's
+# SERVER_* settings are removed from the servers' environment, and sws starts in an empty
+# directory (no sws.toml, no 404.html): the runs measure each server's defaults plus the flags
+# and config the harness gives it.
 #
-# Workloads (each: nginx, fserve, fserve-epoll, ROUNDS times; keep-alive unless said otherwise):
+# Workloads (each: every selected slot, ROUNDS times; keep-alive unless said otherwise):
 #   small-c64 small-c512 64k 10m 404 random10k close range idle10k small-c64-quota small-c64-log
 # (small-c64-log: small-c64 with an access log on for both: nginx `access_log FILE combined
-# buffer=64k`, fserve `--access-log FILE`, both combined lines into a file in the work dir)
+# buffer=64k`, fserve `--access-log FILE`, both combined lines into a file in the work dir;
+# 404: each server answers with its own 404 page, the status must be 404 on every slot)
 #
 # Runs as root on Debian 12; installs missing tools from Debian packages (nginx-light wrk
-# python3 curl iproute2). Helpers beside this script: nginx.conf.in, corpus.py, summary.lua,
-# random.lua, idle.py, report.py.
+# python3 curl iproute2; caddy when the caddy slot is selected). Helpers beside this script:
+# nginx.conf.in, Caddyfile.in, corpus.py, summary.lua, random.lua, idle.py, report.py.
 
 set -euo pipefail
 umask 022
@@ -59,13 +84,14 @@ REPO=$(cd "$HERE/.." && pwd)
 say() { printf '%s\n' "$*"; }
 die() { printf 'vs-nginx: error: %s\n' "$*" >&2; exit 1; }
 
-QUICK=0 WHOLE=0
+QUICK=0 WHOLE=0 PEERS=0
 for arg in "$@"; do
     case $arg in
         --quick) QUICK=1 ;;
         --whole-machine) WHOLE=1 ;;
+        --peers) PEERS=1 ;;
         -h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
-        *) die "unknown argument '$arg' (usage: benches/vs-nginx.sh [--quick] [--whole-machine])" ;;
+        *) die "unknown argument '$arg' (usage: benches/vs-nginx.sh [--quick] [--whole-machine] [--peers])" ;;
     esac
 done
 
@@ -87,8 +113,13 @@ CLIENT_CPUS=${CLIENT_CPUS:-1}
 QUOTA_US=${QUOTA_US:-50000}
 FSERVE_SLOT=${FSERVE_SLOT:-fserve}
 KEEP_WORK=${KEEP_WORK:-0}
-ALL_SLOTS="nginx fserve fserve-epoll"
-SLOTS=${SLOTS-$ALL_SLOTS}
+ALL_SLOTS="nginx fserve fserve-base fserve-epoll sws caddy"
+PEER_SLOTS="sws caddy"
+SLOTS=${SLOTS-nginx fserve fserve-epoll}
+((PEERS)) && SLOTS+=" $PEER_SLOTS"
+# static-web-server: the newest release on crates.io (pre-releases aside) that builds with the
+# stable Rust here; bump it on purpose, the report names it.
+SWS_VERSION=2.41.0
 ALL_WORKLOADS="small-c64 small-c512 64k 10m 404 random10k close range idle10k small-c64-quota small-c64-log"
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 SEED=42
@@ -105,7 +136,7 @@ done
 for s in $SLOTS; do
     [[ " $ALL_SLOTS " == *" $s "* ]] || die "unknown slot '$s' in SLOTS (known: $ALL_SLOTS)"
 done
-# The selected slots, always in the order nginx, fserve, fserve-epoll (duplicates dropped).
+# The selected slots, always in ALL_SLOTS order (duplicates dropped).
 SLOT_LIST=()
 for s in $ALL_SLOTS; do
     [[ " $SLOTS " == *" $s "* ]] && SLOT_LIST+=("$s")
@@ -113,12 +144,26 @@ done
 ((${#SLOT_LIST[@]})) || die "SLOTS is empty (use any of: $ALL_SLOTS)"
 [[ " ${SLOT_LIST[*]} " == *" nginx "* ]] ||
     say "SLOTS has no nginx: the report gives medians but no ratios against nginx"
-runs_nginx() { [[ $1 == nginx || $FSERVE_SLOT == nginx ]]; } # SLOT: does this slot run nginx?
-need_fserve() { # some slot runs the fserve binary
+selected() { [[ " ${SLOT_LIST[*]} " == *" $1 "* ]]; } # SLOT: is it in SLOTS?
+is_fserve() { [[ $1 == fserve || $1 == fserve-base || $1 == fserve-epoll ]]; }
+is_peer() { [[ " $PEER_SLOTS " == *" $1 "* ]]; }
+# SLOT: does this slot run nginx? (the fserve slots do in the FSERVE_SLOT=nginx self-test)
+runs_nginx() { [[ $1 == nginx ]] || { [[ $FSERVE_SLOT == nginx ]] && is_fserve "$1"; }; }
+runs_fserve() { is_fserve "$1" && ! runs_nginx "$1"; } # SLOT: does it run an fserve binary?
+need_fserve() { # some slot runs the fserve binary under test (fserve-base runs its own)
     local s
-    for s in "${SLOT_LIST[@]}"; do runs_nginx "$s" || return 0; done
+    for s in "${SLOT_LIST[@]}"; do
+        [[ $s != fserve-base ]] && runs_fserve "$s" && return 0
+    done
     return 1
 }
+# Fail before any set-up when the fserve-base slot has no binary to run.
+if selected fserve-base && runs_fserve fserve-base; then
+    [[ -n ${FSERVE_BASE_BIN:-} ]] ||
+        die "the fserve-base slot needs FSERVE_BASE_BIN, the earlier fserve binary to compare with (e.g. FSERVE_BASE_BIN=old/fserve SLOTS=\"nginx fserve fserve-base\")"
+    [[ -x $FSERVE_BASE_BIN && -f $FSERVE_BASE_BIN ]] ||
+        die "FSERVE_BASE_BIN=$FSERVE_BASE_BIN is not an executable file (set it to an fserve binary)"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # CPU lists: "0-1,3" -> count and nginx affinity mask.
@@ -147,6 +192,11 @@ affinity_mask() { # CPU ids on stdin -> nginx bit string, CPU 0 rightmost
 SERVER_CPU_COUNT=$(cpu_ids "$SERVER_CPUS" | sort -un | wc -l)
 THREADS=${THREADS:-$SERVER_CPU_COUNT}
 [[ $THREADS =~ ^[1-9][0-9]*$ ]] || die "THREADS must be a positive integer"
+# sws sizes its workers per CPU it may run on: worker threads = CPUs × --threads-multiplier.
+SWS_MULTIPLIER=$((THREADS / SERVER_CPU_COUNT))
+if selected sws && ((SWS_MULTIPLIER == 0 || THREADS % SERVER_CPU_COUNT != 0)); then
+    die "the sws slot needs THREADS ($THREADS) to be a multiple of the number of SERVER_CPUS ($SERVER_CPU_COUNT): static-web-server sets its worker threads as a per-CPU multiplier"
+fi
 if ((WHOLE)); then
     WRK_THREADS=${WRK_THREADS:-$(cpu_ids "$CLIENT_CPUS" | sort -un | wc -l)}
 fi
@@ -164,6 +214,7 @@ install_tools() {
     command -v curl >/dev/null || need+=(curl)
     command -v ss >/dev/null || need+=(iproute2)
     command -v taskset >/dev/null || need+=(util-linux)
+    if selected caddy; then command -v caddy >/dev/null || need+=(caddy); fi
     if ((${#need[@]})); then
         command -v apt-get >/dev/null || die "missing ${need[*]} and no apt-get to install them"
         say "installing from Debian packages: ${need[*]}"
@@ -171,11 +222,43 @@ install_tools() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null ||
             die "apt-get install ${need[*]} failed"
         if [[ " ${need[*]} " == *" nginx-light "* ]]; then stop_system_nginx; fi
+        if [[ " ${need[*]} " == *" caddy "* ]]; then stop_system_caddy; fi
     fi
     local t
     for t in nginx wrk python3 curl ss taskset getconf; do
         command -v "$t" >/dev/null || die "$t is missing after installation"
     done
+    if selected caddy; then
+        command -v caddy >/dev/null || die "caddy is missing after installation (apt-get install caddy)"
+    fi
+}
+# The Debian caddy package starts its service (port 80) where systemd runs.
+stop_system_caddy() {
+    if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+        systemctl stop caddy 2>/dev/null || true
+    fi
+}
+
+# static-web-server, built once per version with cargo install (--locked: the dependency
+# versions its release was tested with) into a cache outside the tree; later runs reuse it.
+SWS_BIN="" SWS_DESC=""
+install_sws() {
+    local root="${XDG_CACHE_HOME:-$HOME/.cache}/fserve-bench/sws-$SWS_VERSION" log="$WORK/logs/sws-install.log"
+    SWS_BIN=$root/bin/static-web-server
+    if [[ ! -x $SWS_BIN ]]; then
+        command -v cargo >/dev/null || die "cargo not found: the sws slot builds static-web-server with cargo install (install Rust)"
+        say "building static-web-server $SWS_VERSION once: cargo install into $root (minutes; log: $log)"
+        if ! cargo install static-web-server --version "$SWS_VERSION" --locked --root "$root" >"$log" 2>&1; then
+            tail -n 30 "$log" >&2
+            die "cargo install static-web-server --version $SWS_VERSION failed (log above); pin a version that builds with $(rustc --version 2>/dev/null || echo "this rustc") in SWS_VERSION"
+        fi
+        [[ -x $SWS_BIN ]] || die "cargo install put no $SWS_BIN"
+    fi
+    local v # `static-web-server --version` prints lines like "Version:      2.41.0"
+    v=$("$SWS_BIN" --version 2>&1 | awk '$1 == "Version:" { print $2; exit }')
+    [[ $v == "$SWS_VERSION" ]] ||
+        die "$SWS_BIN says it is version '${v:-?}', not $SWS_VERSION: remove $root and run again"
+    SWS_DESC="static-web-server $v"
 }
 
 # The Debian package may start the system nginx (port 80) right after installing it.
@@ -405,15 +488,14 @@ WORKER_CONNECTIONS=$((IDLE_CONNS + IDLE_CONNS / 8 + 256))
 ((WORKER_CONNECTIONS > 8192)) || WORKER_CONNECTIONS=8192
 ((WORKER_CONNECTIONS <= NOFILE)) || WORKER_CONNECTIONS=$NOFILE
 
-# One port per slot: nginx from 18080, fserve from 18081, fserve-epoll from 18082.
+# One port per slot, the first free one from: nginx 18080, fserve 18081, fserve-epoll 18082,
+# sws 18083, caddy 18084, fserve-base 18085 (the older slots keep their ports).
 declare -A SLOT_PORT=()
-port_base=18080
-for s in $ALL_SLOTS; do
-    if [[ " ${SLOT_LIST[*]} " == *" $s "* ]]; then
-        # shellcheck disable=SC2048,SC2086 # the ports taken so far, as separate words
-        SLOT_PORT[$s]=$(free_port "$port_base" ${SLOT_PORT[*]})
-    fi
-    port_base=$((port_base + 1))
+declare -A PORT_BASE=([nginx]=18080 [fserve]=18081 [fserve-epoll]=18082 [sws]=18083 [caddy]=18084
+    [fserve-base]=18085)
+for s in "${SLOT_LIST[@]}"; do
+    # shellcheck disable=SC2048,SC2086 # the ports taken so far, as separate words
+    SLOT_PORT[$s]=$(free_port "${PORT_BASE[$s]}" ${SLOT_PORT[*]})
 done
 
 cg_detect
@@ -445,6 +527,26 @@ elif [[ $FSERVE_SLOT == nginx ]]; then
 else
     FSERVE_DESC="(not run: SLOTS=${SLOT_LIST[*]})"
 fi
+FSERVE_BASE_DESC="" BASE_NO_LOG=""
+if selected fserve-base && runs_fserve fserve-base; then
+    FSERVE_BASE_DESC=$FSERVE_BASE_BIN
+    # The harness gives fserve-base only the flags every fserve build knows (-b -p -t ROOT),
+    # plus --access-log for small-c64-log, which older builds lack: those skip that workload.
+    base_help=$("$FSERVE_BASE_BIN" --help 2>&1 || true)
+    if [[ $base_help != *--access-log* ]]; then
+        BASE_NO_LOG="this fserve-base build has no --access-log flag"
+        [[ " $WORKLOADS " == *" small-c64-log "* ]] &&
+            say "fserve-base: $BASE_NO_LOG; it skips small-c64-log"
+    fi
+    if [[ -n ${FSERVE_BIN:-} && $FSERVE_BASE_BIN -ef $FSERVE_BIN ]]; then
+        say "FSERVE_BASE_BIN is the same file as the fserve binary: fserve-base is an A/A run"
+    fi
+fi
+if selected sws; then install_sws; fi
+CADDY_DESC=""
+if selected caddy; then
+    CADDY_DESC="Caddy $(caddy version 2>&1 | head -n 1)"
+fi
 
 say "making the corpus in $CORPUS"
 corpus_args=(--random-files "$RANDOM_FILES" --seed 20240601)
@@ -475,29 +577,51 @@ for s in "${SLOT_LIST[@]}"; do
     if runs_nginx "$s"; then cp "$WORK/nginx-$s/nginx.conf" "$WORK/nginx.conf"; break; fi
 done
 
+# Caddy: its config, checked now so a bad one fails before any run; its data and config
+# directories (unused with automatic HTTPS off) inside the work dir; sws: an empty directory to
+# start in, so no sws.toml or 404.html from the caller's directory is picked up.
+if selected caddy; then
+    mkdir -p "$WORK/caddy/data" "$WORK/caddy/config"
+    sed -e "s|@PORT@|${SLOT_PORT[caddy]}|g" -e "s|@ROOT@|$CORPUS|g" "$HERE/Caddyfile.in" >"$WORK/Caddyfile"
+    XDG_DATA_HOME=$WORK/caddy/data XDG_CONFIG_HOME=$WORK/caddy/config \
+        caddy adapt --config "$WORK/Caddyfile" --adapter caddyfile >/dev/null 2>"$WORK/logs/caddy-adapt.log" ||
+        { cat "$WORK/logs/caddy-adapt.log" >&2; die "caddy rejects the generated config $WORK/Caddyfile"; }
+fi
+if selected sws; then mkdir -p "$WORK/sws"; fi
+
 # ---------------------------------------------------------------------------------------------
 # Servers
 SRV_PID="" SRV_PORT=""
-FSERVE_ENV_UNSET=()
+SERVER_ENV_UNSET=() # fserve's FSERVE_* and static-web-server's SERVER_* settings
 for v in $(compgen -e); do
-    if [[ $v == FSERVE_* ]]; then FSERVE_ENV_UNSET+=(-u "$v"); fi
+    if [[ $v == FSERVE_* || $v == SERVER_* ]]; then SERVER_ENV_UNSET+=(-u "$v"); fi
 done
 declare -A BANNER=() # SLOT -> fserve's start line, from its first start
 RUN_ID=0
-start_server() { # SLOT (nginx|fserve|fserve-epoll) -> SRV_PID, SRV_PORT; waits until it answers
-    local slot=$1 log
-    local -a cmd
+start_server() { # SLOT (one of ALL_SLOTS) -> SRV_PID, SRV_PORT; waits until it answers
+    local slot=$1 log dir=.
+    local -a cmd envs=()
     RUN_ID=$((RUN_ID + 1))
     log="$WORK/logs/$RUN_ID-$slot.log"
     SRV_PORT=${SLOT_PORT[$slot]}
     listening "$SRV_PORT" && die "port $SRV_PORT is already in use before starting $slot"
     if runs_nginx "$slot"; then
-        local dir="$WORK/nginx-$slot${WL_LOG:+-log}"
-        rm -f "$dir/access.log"
-        cmd=(taskset -c "$SERVER_CPUS" nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log"
+        local conf="$WORK/nginx-$slot${WL_LOG:+-log}"
+        rm -f "$conf/access.log"
+        cmd=(taskset -c "$SERVER_CPUS" nginx -p "$conf/" -c "$conf/nginx.conf" -e "$conf/error.log"
             -g 'daemon off;')
+    elif [[ $slot == sws ]]; then
+        dir=$WORK/sws
+        cmd=(taskset -c "$SERVER_CPUS" "$SWS_BIN" --host 127.0.0.1 --port "$SRV_PORT"
+            --root "$CORPUS" --threads-multiplier "$SWS_MULTIPLIER" --log-level error
+            --compression false --directory-listing false)
+    elif [[ $slot == caddy ]]; then
+        envs=(GOMAXPROCS="$THREADS" XDG_DATA_HOME="$WORK/caddy/data" XDG_CONFIG_HOME="$WORK/caddy/config")
+        cmd=(taskset -c "$SERVER_CPUS" caddy run --config "$WORK/Caddyfile" --adapter caddyfile)
     else
-        cmd=(taskset -c "$SERVER_CPUS" "$FSERVE_BIN" -b 127.0.0.1 -p "$SRV_PORT" -t "$THREADS")
+        local bin=$FSERVE_BIN
+        [[ $slot == fserve-base ]] && bin=$FSERVE_BASE_BIN
+        cmd=(taskset -c "$SERVER_CPUS" "$bin" -b 127.0.0.1 -p "$SRV_PORT" -t "$THREADS")
         [[ $slot == fserve-epoll ]] && cmd+=(--io epoll)
         if [[ -n ${WL_LOG:-} ]]; then
             rm -f "$WORK/logs/access-$slot.log"
@@ -505,25 +629,26 @@ start_server() { # SLOT (nginx|fserve|fserve-epoll) -> SRV_PID, SRV_PORT; waits 
         fi
         cmd+=("$CORPUS")
     fi
-    record_cmd "$(show_cmd "${cmd[@]}")"
-    # fserve reads FSERVE_* variables (FSERVE_IO, FSERVE_CACHE_SIZE, …): start every server
-    # without them, so the flags above and fserve's defaults are what is measured.
-    env "${FSERVE_ENV_UNSET[@]}" "${cmd[@]}" >"$log" 2>&1 &
+    record_cmd "$([[ $dir != . ]] && echo "cd $dir && ")$(show_cmd "${envs[@]}" "${cmd[@]}")"
+    # fserve reads FSERVE_* variables (FSERVE_IO, FSERVE_CACHE_SIZE, …), sws SERVER_* ones:
+    # start every server without them, so the flags above and the defaults are what is measured.
+    (cd "$dir" && exec env "${SERVER_ENV_UNSET[@]}" "${envs[@]}" "${cmd[@]}") >"$log" 2>&1 &
     SRV_PID=$!
     SERVER_PIDS+=("$SRV_PID")
     wait_ready "$SRV_PID" "$SRV_PORT" "$log" "$slot"
-    if ! runs_nginx "$slot"; then
+    if runs_fserve "$slot"; then
         check_engine "$slot" "$log" "$( [[ $slot == fserve-epoll ]] && echo epoll || echo io_uring)"
     fi
 }
 # fserve says which engine it serves on: "TIME INFO fserve: serving ROOT at URL (N workers,
-# ENGINE)".
-# The fserve slot must be on io_uring (with --io auto it falls back to epoll where io_uring is
-# refused, which would make it a second epoll slot), fserve-epoll on epoll; both on THREADS.
+# ENGINE)"; builds before the diagnostic log format (an fserve-base) print the line bare.
+# The fserve and fserve-base slots must be on io_uring (with --io auto it falls back to epoll
+# where io_uring is refused, which would make it a second epoll slot), fserve-epoll on epoll;
+# all on THREADS.
 check_engine() { # SLOT LOG ENGINE
     local slot=$1 log=$2 want=$3 line="" i hint=""
     for ((i = 0; i < 40; i++)); do # printed just after the listeners open: allow 2 s
-        line=$(grep -m 1 ' INFO fserve: serving ' "$log" | sed 's/^.* INFO //' || true)
+        line=$(grep -m 1 -E '(^| INFO )fserve: serving ' "$log" | sed 's/^.* INFO //' || true)
         [[ -n $line ]] && break
         sleep 0.05
     done
@@ -666,14 +791,25 @@ tsv_row() { # key=value… -> one runs.tsv line in TSV_COLS order
     printf '%s\n' "${line%$'\t'}" >>"$WORK/runs.tsv"
 }
 
+# Why a peer does not run the access-log workload (shown in the report's header).
+declare -A PEER_NO_LOG=(
+    [sws]="no access log file: static-web-server logs requests only as info-level lines on stderr, not nginx's combined lines into a file"
+    [caddy]="no comparable access log: Caddy writes JSON (or console) lines, not nginx's combined format"
+)
 measure() { # WORKLOAD SLOT ROUND
-    local wl=$1 slot=$2 round=$3 log pids t0 t1 rss fields cg="" k
+    local wl=$1 slot=$2 round=$3 log pids t0 t1 rss fields cg="" k skip=""
     local -A r=()
     wl_def "$wl"
     if [[ $wl == range && ${NO_RANGES[$slot]:-0} == 1 ]]; then
-        tsv_row round="$round" workload="$wl" server="$slot" status_kind=skipped \
-            note="ranges not implemented (200)"
-        say "  $wl $slot: skipped (ranges not implemented (200))"
+        skip="ranges not implemented (200)"
+    elif [[ -n $WL_LOG ]] && is_peer "$slot"; then
+        skip=${PEER_NO_LOG[$slot]}
+    elif [[ -n $WL_LOG && $slot == fserve-base && -n $BASE_NO_LOG ]]; then
+        skip=$BASE_NO_LOG
+    fi
+    if [[ -n $skip ]]; then
+        tsv_row round="$round" workload="$wl" server="$slot" status_kind=skipped note="$skip"
+        say "  $wl $slot: skipped ($skip)"
         return 0
     fi
     start_server "$slot"
@@ -711,9 +847,20 @@ measure() { # WORKLOAD SLOT ROUND
         connect="${r[connect]}" read="${r[read]}" write="${r[write]}" status="${r[status]}" \
         timeout="${r[timeout]}"
     local sock=$((r[connect] + r[read] + r[write] + r[timeout]))
-    ((sock == 0)) || note "$wl, round $round, $slot: wrk socket errors connect=${r[connect]} read=${r[read]} write=${r[write]} timeout=${r[timeout]}"
+    local why=""
+    # static-web-server (hyper) closes after answering "Connection: close" without saying so in
+    # its response, so wrk expects another response on the socket and counts the close as a read
+    # error; the request itself completed.
+    if [[ $wl == close && $slot == sws ]] && ((r[read] > 0)); then
+        why=" (sws does not send 'Connection: close' before closing, so wrk counts each close as a read error; the responses are counted)"
+    fi
+    ((sock == 0)) || note "$wl, round $round, $slot: wrk socket errors connect=${r[connect]} read=${r[read]} write=${r[write]} timeout=${r[timeout]}$why"
     if [[ $wl != 404 ]] && ((r[status] > 0)); then
         note "$wl, round $round, $slot: ${r[status]} responses with status >= 400"
+    fi
+    # The preflight saw a 404 for /missing on every slot; under load every answer must stay one.
+    if [[ $wl == 404 ]] && ((r[status] != r[requests])); then
+        note "$wl, round $round, $slot: only ${r[status]} of ${r[requests]} responses had status >= 400 (expected 404 for every one)"
     fi
     ((r[requests] > 0)) || note "$wl, round $round, $slot: no request completed"
     awk -v w="$wl" -v s="$slot" -v n="${r[requests]}" -v d="${r[duration_us]}" -v t=$((t1 - t0)) \
@@ -821,6 +968,11 @@ fi
     printf 'self_test\t%s\n' "$( [[ $FSERVE_SLOT == nginx ]] && echo 1 || echo 0)"
     printf 'fserve_banner\t%s\n' "${BANNER[fserve]:-}"
     printf 'fserve_epoll_banner\t%s\n' "${BANNER[fserve-epoll]:-}"
+    printf 'fserve_base_bin\t%s\n' "$FSERVE_BASE_DESC"
+    printf 'fserve_base_banner\t%s\n' "${BANNER[fserve-base]:-}"
+    printf 'sws_version\t%s\n' "$SWS_DESC"
+    printf 'sws_bin\t%s\n' "$SWS_BIN"
+    printf 'caddy_version\t%s\n' "$CADDY_DESC"
     printf 'wrk_version\t%s\n' "$(wrk -v 2>&1 | head -n 1 | sed 's/ Copyright.*//' || true)"
     printf 'rustc_version\t%s\n' "$(rustc --version 2>/dev/null || echo "?")"
     printf 'server_cpus\t%s\n' "$SERVER_CPUS"
