@@ -32,7 +32,7 @@ use crate::metrics::CloseReason;
 
 /// How long an idle connection keeps a receive (and its buffer) posted before it waits for
 /// readability alone.
-pub(super) const HOT_IDLE: Duration = Duration::from_millis(250);
+const HOT_IDLE: Duration = Duration::from_millis(250);
 
 /// Bytes of a file sent from disk that one response may read into the send batch, when
 /// they are in the page cache, rather than send by sendfile after the head: one system call
@@ -175,12 +175,12 @@ impl Conn {
     async fn run(&mut self, buf: Vec<u8>, resumed: bool) -> io::Result<Exit> {
         let max_head = self.w.cfg().max_header_bytes;
         // The first request's head is due within the header timeout of the accept.
-        let mut head_deadline = self.wire.received() + self.w.cfg().header_timeout;
+        let mut head_deadline = Instant::now() + self.w.cfg().header_timeout;
         let mut rb = RecvBuf::new(buf);
         // Whether a request has been answered (so an empty buffer means "between requests").
         let mut answered = resumed;
         // When the first byte of the next request head arrived (for its duration).
-        let mut first_byte = (!rb.unparsed().is_empty()).then(|| self.wire.received());
+        let mut first_byte = (!rb.unparsed().is_empty()).then(Instant::now);
         loop {
             let now = Now::read();
             let mut close = false;
@@ -246,9 +246,8 @@ impl Conn {
                 match waited? {
                     Idle::Closed(why) => return Ok(Exit::Done(why)),
                     Idle::Received => {
-                        let at = self.wire.received();
-                        first_byte = Some(at);
-                        head_deadline = at + self.w.cfg().header_timeout;
+                        first_byte = Some(Instant::now());
+                        head_deadline = Instant::now() + self.w.cfg().header_timeout;
                         continue;
                     }
                     Idle::Park(deadline) => return Ok(Exit::Park(deadline)),
@@ -266,7 +265,7 @@ impl Conn {
             rb.put(got);
             match res? {
                 Recv::Data => {
-                    first_byte.get_or_insert(self.wire.received());
+                    first_byte.get_or_insert_with(Instant::now);
                 }
                 Recv::Eof => return Ok(Exit::Done(CloseReason::Client)),
                 Recv::Stopped => return Ok(Exit::Done(CloseReason::Shutdown)),
@@ -296,9 +295,8 @@ impl Conn {
     /// buffers, then waits for readability alone, so thousands of idle keep-alive
     /// connections hold no receive buffers.
     async fn wait_idle(&mut self, buf: &mut Vec<u8>, keepalive: Duration) -> io::Result<Idle> {
-        let now = Instant::now();
-        let deadline = now + keepalive;
-        let hot_deadline = deadline.min(now + HOT_IDLE);
+        let deadline = Instant::now() + keepalive;
+        let hot_deadline = deadline.min(Instant::now() + HOT_IDLE);
         if buf.capacity() < MIN_RECV_SPACE {
             buf.reserve_exact(INITIAL_RECV_BYTES);
         }

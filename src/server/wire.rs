@@ -68,8 +68,8 @@ pub(crate) struct Wire {
     batch: Option<SendBatch>,
     /// Bytes queued in `batch` (own and shared) since it was last sent.
     queued: usize,
-    /// One timer per connection for every wait, moved only when a wait needs it sooner.
-    timer: Timer,
+    /// One timer per connection, re-armed for each wait.
+    timer: Pin<Box<Sleep>>,
     /// TCP_NODELAY is set before the second send: answers go out whole, so Nagle's algorithm
     /// could only hold back a later answer behind an unacknowledged earlier one. The first
     /// send never waits for that, so a one-request connection skips the system call.
@@ -79,9 +79,6 @@ pub(crate) struct Wire {
     send_timeout: Duration,
     /// The connection closes after what is queued now: nothing follows the last send.
     closing: bool,
-    /// When the last receive brought data (or the connection was set up): the start of
-    /// the requests it carried, and of the first send's deadline.
-    received: Instant,
     /// The buffer a slice of a file not in the page cache is read into and sent from
     /// (at most [`COLD_READ_SLICE`] bytes); empty unless a file is being sent.
     cold: Vec<u8>,
@@ -90,17 +87,15 @@ pub(crate) struct Wire {
 impl Wire {
     /// `nodelay`: TCP_NODELAY is already set (a connection that was parked).
     pub(crate) fn new(sock: Socket, nodelay: bool, send_timeout: Duration) -> Wire {
-        let now = Instant::now();
         Wire {
             sock,
             batch: Some(SendBatch::new()),
             queued: 0,
-            timer: Timer::new(now),
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             sent_before: nodelay,
             nodelay,
             send_timeout,
             closing: false,
-            received: now,
             cold: Vec::new(),
         }
     }
@@ -189,10 +184,6 @@ impl Wire {
     /// Sends everything queued. `more`: a body follows by sendfile.
     pub(crate) async fn flush(&mut self, more: bool) -> io::Result<()> {
         let timeout = self.send_timeout;
-        // No clock read for a send that finishes in one go: its deadline counts from when
-        // the request arrived (milliseconds at most before), and only a send that makes
-        // partial progress reads the clock again for the next.
-        let mut deadline = self.received + timeout;
         loop {
             let batch = self.batch.take().expect("no send in flight");
             if batch.is_empty() {
@@ -200,7 +191,7 @@ impl Wire {
                 self.queued = 0;
                 return Ok(());
             }
-            self.timer.arm(deadline);
+            self.timer.as_mut().reset(Instant::now() + timeout);
             if self.sent_before && !self.nodelay {
                 let _ = self.sock.set_nodelay();
                 self.nodelay = true;
@@ -211,7 +202,7 @@ impl Wire {
             let (res, mut batch) = tokio::select! {
                 biased;
                 r = &mut send => r,
-                () = self.timer.until(deadline) => {
+                _ = self.timer.as_mut() => {
                     self.sock.shutdown(Shutdown::Both);
                     let (_, batch) = send.await;
                     self.batch = Some(batch);
@@ -223,12 +214,7 @@ impl Wire {
                 r => r,
             };
             match sent {
-                Ok(n) => {
-                    batch.consume(n);
-                    if !batch.is_empty() {
-                        deadline = Instant::now() + timeout;
-                    }
-                }
+                Ok(n) => batch.consume(n),
                 Err(e) => {
                     batch.clear();
                     self.batch = Some(batch);
@@ -295,14 +281,13 @@ impl Wire {
                 Err(e) => return Err(e),
             };
             if must_wait && offset < end {
-                let deadline = Instant::now() + timeout;
-                self.timer.arm(deadline);
+                self.timer.as_mut().reset(Instant::now() + timeout);
                 let writable = self.sock.writable();
                 tokio::pin!(writable);
                 tokio::select! {
                     biased;
                     r = &mut writable => r?,
-                    () = self.timer.until(deadline) => {
+                    _ = self.timer.as_mut() => {
                         self.sock.shutdown(Shutdown::Both);
                         let _ = writable.await;
                         return Err(io::ErrorKind::TimedOut.into());
@@ -330,15 +315,16 @@ impl Wire {
     ) -> io::Result<()> {
         let mut buf = std::mem::take(&mut self.cold);
         buf.clear();
-        let deadline = Instant::now() + self.send_timeout;
-        self.timer.arm(deadline);
+        self.timer
+            .as_mut()
+            .reset(Instant::now() + self.send_timeout);
         let (res, buf) = {
             let read = self.sock.read_at(file.as_fd(), *offset, buf, want);
             tokio::pin!(read);
             tokio::select! {
                 biased;
                 r = &mut read => r,
-                () = self.timer.until(deadline) => {
+                _ = self.timer.as_mut() => {
                     self.sock.shutdown(Shutdown::Both);
                     return Err(io::ErrorKind::TimedOut.into());
                 }
@@ -406,69 +392,7 @@ impl Wire {
         stop: Option<&Notify>,
         give_up: GiveUp,
     ) -> (io::Result<Recv>, Vec<u8>) {
-        let got = recv_until(&self.sock, buf, &mut self.timer, deadline, stop, give_up).await;
-        if let (Ok(Recv::Data), _) = got {
-            self.received = Instant::now();
-        }
-        got
-    }
-
-    /// When the last receive brought data, or the connection was set up if none has.
-    pub(crate) fn received(&self) -> Instant {
-        self.received
-    }
-}
-
-/// A connection's one timer. Moving a tokio timer costs a clock read and a trip through
-/// the timer wheel, and a keep-alive connection would move it twice per request (to the
-/// send deadline, then to the idle deadline). Instead it moves only when a wait needs it
-/// sooner than it is set; a wait it fires too early for sets it to that wait's deadline and
-/// goes on waiting. In steady keep-alive traffic it so fires once per [`HOT_IDLE`] instead
-/// of moving twice per request.
-///
-/// [`HOT_IDLE`]: super::conn::HOT_IDLE
-/// Where a timer no wait has armed yet is set. A wait with a later deadline (a timeout set
-/// longer) is still ended in time: the timer fires here, sees it early, and moves on.
-const UNARMED: Duration = Duration::from_secs(24 * 60 * 60);
-
-struct Timer {
-    sleep: Pin<Box<Sleep>>,
-    /// When `sleep` fires.
-    at: Instant,
-}
-
-impl Timer {
-    /// Not armed: set past any wait's deadline, so the first wait sets it.
-    fn new(now: Instant) -> Timer {
-        let at = now + UNARMED;
-        Timer {
-            sleep: Box::pin(tokio::time::sleep_until(at)),
-            at,
-        }
-    }
-
-    /// Makes sure the timer fires no later than `deadline`.
-    fn arm(&mut self, deadline: Instant) {
-        if deadline < self.at {
-            self.set(deadline);
-        }
-    }
-
-    fn set(&mut self, at: Instant) {
-        self.sleep.as_mut().reset(at);
-        self.at = at;
-    }
-
-    /// Completes once `deadline` has passed; [`Timer::arm`] it first, or this may first
-    /// wait out a later time the timer was set to.
-    async fn until(&mut self, deadline: Instant) {
-        loop {
-            self.sleep.as_mut().await;
-            if Instant::now() >= deadline {
-                return;
-            }
-            self.set(deadline);
-        }
+        recv_until(&self.sock, buf, &mut self.timer, deadline, stop, give_up).await
     }
 }
 
@@ -483,12 +407,12 @@ fn shrank() -> io::Error {
 async fn recv_until(
     sock: &Socket,
     buf: Vec<u8>,
-    timer: &mut Timer,
+    timer: &mut Pin<Box<Sleep>>,
     deadline: Instant,
     stop: Option<&Notify>,
     give_up: GiveUp,
 ) -> (io::Result<Recv>, Vec<u8>) {
-    timer.arm(deadline);
+    timer.as_mut().reset(deadline);
     let recv = sock.recv(buf);
     tokio::pin!(recv);
     let stopped = async {
@@ -506,7 +430,7 @@ async fn recv_until(
                 Err(e) => (Err(e), buf),
             };
         }
-        () = timer.until(deadline) => Recv::TimedOut,
+        _ = timer.as_mut() => Recv::TimedOut,
         _ = stopped => Recv::Stopped,
     };
     match give_up {
@@ -518,72 +442,5 @@ async fn recv_until(
         // Bytes that raced the shutdown: let the caller use them.
         Ok(n) if n > 0 => (Ok(Recv::Data), buf),
         _ => (Ok(gave_up), buf),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::future::Future;
-    use std::task::{Context, Poll, Waker};
-
-    use super::*;
-
-    fn ready<F: Future>(f: Pin<&mut F>) -> bool {
-        f.poll(&mut Context::from_waker(Waker::noop())).is_ready()
-    }
-
-    fn run(test: impl Future<Output = ()>) {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .expect("a paused runtime")
-            .block_on(test);
-    }
-
-    #[test]
-    fn a_wait_ends_at_its_own_deadline_when_the_timer_is_set_later() {
-        run(async {
-            let t0 = Instant::now();
-            let mut timer = Timer::new(t0);
-            let deadline = t0 + Duration::from_secs(5);
-            timer.arm(deadline);
-            assert_eq!(timer.at, deadline, "an unarmed timer is set by the first wait");
-            timer.until(deadline).await;
-            assert_eq!(Instant::now(), deadline);
-        });
-    }
-
-    #[test]
-    fn a_timer_set_sooner_than_a_wait_fires_early_and_waits_on() {
-        run(async {
-            let t0 = Instant::now();
-            let mut timer = Timer::new(t0);
-            timer.arm(t0 + Duration::from_millis(250));
-            // A later deadline leaves the timer where it is...
-            let later = t0 + Duration::from_secs(60);
-            timer.arm(later);
-            assert_eq!(timer.at, t0 + Duration::from_millis(250));
-            // ...and the wait still lasts until that deadline, not the timer's.
-            let wait = timer.until(later);
-            tokio::pin!(wait);
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            assert!(!ready(wait.as_mut()), "ended before its deadline");
-            wait.await;
-            assert_eq!(Instant::now(), later);
-        });
-    }
-
-    #[test]
-    fn a_sooner_deadline_moves_the_timer() {
-        run(async {
-            let t0 = Instant::now();
-            let mut timer = Timer::new(t0);
-            timer.arm(t0 + Duration::from_secs(60));
-            let sooner = t0 + Duration::from_secs(1);
-            timer.arm(sooner);
-            timer.until(sooner).await;
-            assert_eq!(Instant::now(), sooner);
-        });
     }
 }
