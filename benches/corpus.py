@@ -8,6 +8,7 @@ Files (same bytes on every machine and every run, for a given seed):
     64k.js    64 KiB of JS-ish text        1m.bin   1 MiB of seeded pseudo-random bytes
     10m.bin   10 MiB of seeded pseudo-random bytes (left out with --no-10m)
     r/00000.html … r/NNNNN.html   N small HTML files, 200-2000 bytes each
+    32k.js    32 KiB of JS-ish text (made last)
 
 Content comes from random.Random(seed) (Mersenne Twister: stable across Python versions),
 so it is neither all zeros nor /dev/urandom. Standard library only.
@@ -63,6 +64,8 @@ def main() -> None:
         size = rng.randint(200, 2000)
         write(os.path.join(a.dir, "r", f"{i:05d}.html"),
               text(rng, size, f"<!doctype html><title>{i}</title><pre>\n", "</pre>\n"))
+    # Written last, so that adding it left every file above byte for byte as it was.
+    write(os.path.join(a.dir, "32k.js"), text(rng, 32 * 1024, "/* fserve bench */\n", "\n"))
 
 
 if __name__ == "__main__":

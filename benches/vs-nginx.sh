@@ -66,7 +66,7 @@
 # and config the harness gives it.
 #
 # Workloads (each: every selected slot, ROUNDS times; keep-alive unless said otherwise):
-#   small-c64 small-c512 64k 10m 404 random10k close range idle10k small-c64-quota small-c64-log
+#   small-c64 small-c512 16k 32k 64k 10m 404 random10k close range idle10k small-c64-quota small-c64-log
 # (small-c64-log: small-c64 with an access log on for both: nginx `access_log FILE combined
 # buffer=64k`, fserve `--access-log FILE`, both combined lines into a file in the work dir;
 # 404: each server answers with its own 404 page, the status must be 404 on every slot)
@@ -120,7 +120,7 @@ SLOTS=${SLOTS-nginx fserve fserve-epoll}
 # static-web-server: the newest release on crates.io (pre-releases aside) that builds with the
 # stable Rust here; bump it on purpose, the report names it.
 SWS_VERSION=2.41.0
-ALL_WORKLOADS="small-c64 small-c512 64k 10m 404 random10k close range idle10k small-c64-quota small-c64-log"
+ALL_WORKLOADS="small-c64 small-c512 16k 32k 64k 10m 404 random10k close range idle10k small-c64-quota small-c64-log"
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 SEED=42
 
@@ -718,7 +718,7 @@ check_url() { # NAME PORT PATH EXPECTED-STATUS [HEADER] -> prints the status it 
 preflight() {
     local slot port path want hdr got last
     last=$(printf '/r/%05d.html' $((RANDOM_FILES - 1)))
-    local -a checks=("/1k.html|200|" "/16k.css|200|" "/64k.js|200|" "/1m.bin|200|"
+    local -a checks=("/1k.html|200|" "/16k.css|200|" "/32k.js|200|" "/64k.js|200|" "/1m.bin|200|"
         "/missing|404|" "/r/00000.html|200|" "$last|200|" "/1k.html|200|Connection: close"
         "/1m.bin|206|Range: bytes=1000-4999")
     ((WITH_10M)) && checks+=("/10m.bin|200|")
@@ -749,6 +749,8 @@ wl_def() { # NAME -> WL_PATH WL_CONNS WL_HEADER WL_SCRIPT WL_QUOTA WL_DESC
     case $1 in
         small-c64) WL_PATH=/1k.html WL_DESC="GET /1k.html (1 KiB), keep-alive, 64 connections" ;;
         small-c512) WL_PATH=/1k.html WL_CONNS=512 WL_DESC="GET /1k.html, keep-alive, 512 connections" ;;
+        16k) WL_PATH=/16k.css WL_DESC="GET /16k.css (16 KiB), keep-alive, 64 connections" ;;
+        32k) WL_PATH=/32k.js WL_DESC="GET /32k.js (32 KiB), keep-alive, 64 connections" ;;
         64k) WL_PATH=/64k.js WL_DESC="GET /64k.js (64 KiB), keep-alive, 64 connections" ;;
         10m) WL_PATH=/10m.bin WL_CONNS=8 WL_DESC="GET /10m.bin (10 MiB), keep-alive, 8 connections (see MiB/s and CPU-s/GiB)" ;;
         404) WL_PATH=/missing WL_DESC="GET /missing (404), keep-alive, 64 connections" ;;
@@ -987,7 +989,7 @@ fi
     printf 'quota_cpu\t%s\n' "$(awk -v q="$QUOTA_US" 'BEGIN { printf "%g", q / 100000 }')"
     printf 'idle_conns\t%s\n' "$IDLE_CONNS"
     printf 'nofile\t%s\n' "$NOFILE"
-    printf 'corpus\t%s\n' "1k.html 16k.css 64k.js 1m.bin$( ((WITH_10M)) && echo " 10m.bin") + $RANDOM_FILES files r/NNNNN.html (benches/corpus.py --seed 20240601)"
+    printf 'corpus\t%s\n' "1k.html 16k.css 32k.js 64k.js 1m.bin$( ((WITH_10M)) && echo " 10m.bin") + $RANDOM_FILES files r/NNNNN.html (benches/corpus.py --seed 20240601)"
     printf 'clk_tck\t%s\n' "$CLK_TCK"
 } >"$WORK/meta.tsv"
 
