@@ -104,7 +104,7 @@ fn compose_step(c: &mut Criterion) {
             rep: &rep,
             bytes: &bytes,
             head_len,
-            on_disk: false,
+            from_file: false,
             body: None,
         },
     };

@@ -661,7 +661,7 @@ pub fn compose(data: &[u8]) {
                 rep: &rep,
                 bytes,
                 head_len: disk.len(),
-                on_disk,
+                from_file: on_disk,
                 body: apart.then_some(&content[..]),
             },
         };

@@ -92,8 +92,9 @@ pub struct FileBody<'a> {
     pub bytes: &'a [u8],
     /// Where the fields end in `bytes`.
     pub head_len: usize,
-    /// The body is sent from the open file ([`Segment::File`]), not from `bytes`.
-    pub on_disk: bool,
+    /// The body is sent from a file ([`Segment::File`]: the open file, or the worker's
+    /// memory file), not from `bytes`.
+    pub from_file: bool,
     /// The body, held apart from `bytes` ([`Segment::Body`]): a compressed variant's bytes,
     /// made once and shared by every worker, after a head that each worker renders.
     pub body: Option<&'a [u8]>,
@@ -141,7 +142,7 @@ pub enum Segment {
     Own(Range<usize>),
     /// Bytes of the file's shared buffer ([`FileBody::bytes`]).
     Shared(Range<usize>),
-    /// Bytes of the open file, by offset.
+    /// Bytes of the body's file (held open, or the memory file), by offset into the body.
     File { offset: u64, len: u64 },
     /// Bytes of the body held apart ([`FileBody::body`]).
     Body(Range<usize>),
@@ -396,7 +397,7 @@ fn compose_file(
     let close = c.conn.closes();
     // The `len` bytes of the representation from `first`.
     let body = |segs: &mut Segments, first: u64, len: u64| {
-        if file.on_disk {
+        if file.from_file {
             segs.push(Segment::File { offset: first, len });
         } else if file.body.is_some() {
             segs.push(Segment::Body(first as usize..(first + len) as usize));
@@ -412,7 +413,7 @@ fn compose_file(
             if head_only {
                 segs.push(Segment::Shared(0..file.head_len));
                 (status, 0)
-            } else if file.on_disk || file.body.is_some() {
+            } else if file.from_file || file.body.is_some() {
                 segs.push(Segment::Shared(0..file.head_len));
                 body(segs, 0, rep.len);
                 (status, rep.len)
@@ -661,7 +662,7 @@ mod tests {
             rep: &fx.rep,
             bytes: if src == Src::Mem { &fx.mem } else { &fx.disk },
             head_len: fx.disk.len(),
-            on_disk: src == Src::Disk,
+            from_file: src == Src::Disk,
             body: (src == Src::Apart).then_some(&fx.content[..]),
         };
         let (reply, shared) = match kind {

@@ -26,6 +26,7 @@ use super::store::CachedFile;
 use super::wire::{GiveUp, Recv, Wire};
 use super::worker::{ConnGuard, Worker};
 use crate::engine::{self, Socket};
+use crate::fs::Extent;
 use crate::http::Status;
 use crate::http::request::{self, Method, Request};
 use crate::metrics::CloseReason;
@@ -414,7 +415,7 @@ impl Conn {
         };
         // A response from memory is composed straight into the send batch; one with file
         // segments into `head`, as sending the batch before a file range empties it.
-        let in_batch = file.is_none_or(|f| f.disk.is_none());
+        let in_batch = file.is_none_or(|f| !f.sent_from_file());
         let out = if in_batch {
             self.wire.own_buf()
         } else {
@@ -433,8 +434,51 @@ impl Conn {
         };
         // Counted and logged once sent (or once the connection fails).
         self.answers.push(&w, self.guard.peer, req, head, answer);
+        if let Some((mem, from, len)) = self.whole_in_memory(file, in_batch, composed, now) {
+            // Boxed: as a file's stream below.
+            Box::pin(self.wire.send_file(mem.file(), from, len)).await?;
+            return Ok(composed);
+        }
         self.send_segments(file, in_batch).await?;
         Ok(composed)
+    }
+
+    /// For a whole 200 of a body in the worker's memory file, with nothing queued before
+    /// it: where its head and body lie there, one after the other, so that one sendfile
+    /// sends the response. The head there is rewritten for the first response of each
+    /// second that keeps its connection (its Date changes each second); a response whose
+    /// head differs from the one there (it closes, or it is an HTTP/1.0 keep-alive) is sent
+    /// as its segments.
+    fn whole_in_memory<'f>(
+        &mut self,
+        file: Option<&'f Rc<CachedFile>>,
+        in_batch: bool,
+        composed: Composed,
+        now: Now,
+    ) -> Option<(&'f Extent, u64, u64)> {
+        let file = file?;
+        let mem = file.mem.as_ref()?;
+        let [
+            Segment::Own(prefix),
+            Segment::Shared(fields),
+            Segment::File { offset: 0, len },
+        ] = self.segs.as_slice()
+        else {
+            return None;
+        };
+        if in_batch || *len != mem.len() || fields.start != 0 || !self.wire.is_empty() {
+            return None;
+        }
+        let parts = [&self.head[prefix.clone()], &file.bytes[fields.clone()]];
+        if let Some(from) = mem.after_head(parts) {
+            return Some((mem, from, mem.offset() - from + len));
+        }
+        if composed.close || mem.head_tag() == now.unix_secs {
+            return None;
+        }
+        mem.write_head(parts, now.unix_secs).ok()?;
+        let from = mem.after_head(parts)?;
+        Some((mem, from, mem.offset() - from + len))
     }
 
     /// Walks the segments of a response (for `file`, if it has one): memory goes into the
@@ -458,6 +502,18 @@ impl Conn {
                         .expect("a body segment has a body apart");
                     self.wire.queue_process(body, r);
                 }
+                (Segment::File { offset, len }, Some(file)) if file.mem.is_some() => {
+                    let mem = file.mem.as_ref().expect("checked");
+                    // A short range is copied: that costs less than a send of its own.
+                    if len <= read_budget && len < mem.len() {
+                        read_budget -= len;
+                        self.wire.queue_copy(mem, offset, len as usize)?;
+                        continue;
+                    }
+                    self.wire.flush(true).await?;
+                    let (from, memory) = (mem.offset() + offset, true);
+                    Box::pin(self.wire.stream(mem.file(), from, len, memory)).await?;
+                }
                 (Segment::File { offset, len }, Some(file)) => {
                     let disk = file.disk.as_ref().expect("a large file is held open");
                     if len <= read_budget && self.wire.queue_resident(disk, offset, len as usize) {
@@ -466,7 +522,7 @@ impl Conn {
                     }
                     self.wire.flush(true).await?;
                     // Boxed: a large file's stream is rare and would double the future.
-                    if let Err(e) = Box::pin(self.wire.stream(disk, offset, len)).await {
+                    if let Err(e) = Box::pin(self.wire.stream(disk, offset, len, false)).await {
                         if e.kind() == io::ErrorKind::UnexpectedEof {
                             // It shrank: have the next request look at it afresh.
                             file.suspect.set(true);

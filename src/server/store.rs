@@ -1,6 +1,7 @@
 //! The file store: one per worker, the only owner of its file cache, the served root, the
-//! cache limits and the scratch buffer. It loads files (small ones into memory with their
-//! 200 head pre-rendered, large ones held open), revalidates them, and finds and loads their
+//! cache limits, the memory file and the scratch buffer. It loads files (small ones into
+//! memory with their 200 head pre-rendered, from 8 KiB up to `--cache-max-file` into the
+//! worker's memory file, larger ones held open), revalidates them, and finds and loads their
 //! precompressed sidecars. Entity tags are made in one place ([`etag`]).
 //!
 //! Compressed variants: a compressible file with no sidecar asks the process's
@@ -21,7 +22,7 @@ use super::clock::Now;
 use super::compose::{FileBody, Representation};
 use crate::compress::{self, Compressor, Lookup};
 use crate::config::Settings;
-use crate::fs::{self, Cache, Kind, Meta, OpenError, Root};
+use crate::fs::{self, Arena, Cache, Extent, Kind, Meta, OpenError, Root};
 use crate::http::Request;
 use crate::http::negotiate::{self, Coding};
 use crate::http::{etag, response};
@@ -46,6 +47,17 @@ const OPEN_FILE_WEIGHT: usize = 64 * 1024;
 pub(crate) const MAX_HELD_OPEN: usize = 256;
 /// A held-open file unused for this long is closed by [`Store::close_idle`].
 pub(crate) const HELD_OPEN_IDLE_MS: u64 = 30_000;
+/// Cached bodies of at least this many bytes are kept in the worker's memory file
+/// ([`Arena`]) and sent from it by sendfile, head and body in one call: no copy into the
+/// socket. A smaller body stays on the heap behind its pre-rendered head, one slice sent
+/// through the ring. Measured per request (1 worker, 64 connections, 5 rounds): at 4 KiB
+/// the two cost the same, at 8 KiB the memory file 4% less, at 32 KiB 14% less, at 64 KiB
+/// 15% less, at 128 KiB less than half.
+const ARENA_MIN_BYTES: u64 = 8 * 1024;
+/// Address space of the memory file, as a multiple of `--cache-size`: bodies are freed in
+/// any order, so free space fragments; beyond the budget the slack lets a body find room.
+/// Memory is bounded by the budget, not by this (the file is sparse).
+const ARENA_SLACK: u64 = 2;
 /// Cache-Control for HTML: always revalidate, so a deploy shows at once.
 const HTML_CACHE_CONTROL: &str = "no-cache";
 /// Cache-Control for fingerprinted files with `--immutable`.
@@ -53,8 +65,9 @@ const IMMUTABLE_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
 /// A file in the cache: its 200 representation fields (Content-Type through the blank line)
 /// pre-rendered, followed, for a small file, by its bytes, so a plain hit is one shared
-/// slice; a large file is held open instead, so a hit costs no open or stat and its body
-/// goes by sendfile.
+/// slice. A larger cached file's bytes are in the worker's memory file instead, and a file
+/// above `--cache-max-file` is held open: a hit costs no open or stat, and either body goes
+/// by sendfile.
 pub(super) struct CachedFile {
     pub rep: Representation,
     pub bytes: Rc<[u8]>,
@@ -62,6 +75,9 @@ pub(super) struct CachedFile {
     /// For a large file, the open file its body is sent from (by offset, so one descriptor
     /// serves any number of responses at once).
     pub disk: Option<File>,
+    /// For a file of [`ARENA_MIN_BYTES`] or more, its bytes in the worker's memory file
+    /// (`bytes` then holds the fields alone).
+    pub mem: Option<Extent>,
     /// Set when a send found the file shorter than its entry says: the next lookup looks at
     /// the file system at once instead of within the revalidation interval.
     pub suspect: Cell<bool>,
@@ -95,13 +111,18 @@ enum Compressed {
 }
 
 impl CachedFile {
+    /// The body is sent from a file (held open, or the memory file), after the head.
+    pub(super) fn sent_from_file(&self) -> bool {
+        self.disk.is_some() || self.mem.is_some()
+    }
+
     /// The body source, for the compose step.
     pub(super) fn body(&self) -> FileBody<'_> {
         FileBody {
             rep: &self.rep,
             bytes: &self.bytes,
             head_len: self.head_len,
-            on_disk: self.disk.is_some(),
+            from_file: self.sent_from_file(),
             body: self.apart.as_deref(),
         }
     }
@@ -144,6 +165,9 @@ pub(crate) struct Store {
     last_hit: Cell<bool>,
     /// The process's compressor, unless `--compress off`.
     compressor: Option<Arc<Compressor>>,
+    /// Where cached bodies of [`ARENA_MIN_BYTES`] or more are kept; `None` where no memory
+    /// file could be made (they stay on the heap, copied into the socket on each send).
+    arena: Option<Arena>,
 }
 
 /// What the worker reports of its store in `/metrics`.
@@ -178,6 +202,7 @@ impl Store {
             misses: Cell::new(0),
             last_hit: Cell::new(false),
             compressor,
+            arena: new_arena(cfg),
         }
     }
 
@@ -415,18 +440,24 @@ impl Store {
         let mut bytes = Vec::with_capacity(512 + body.as_ref().map_or(0, Vec::len));
         response::write_file_fields(&mut bytes, &rep.file_fields());
         let head_len = bytes.len();
-        let weight = match &body {
-            Some(body) => {
+        let mem = body
+            .as_deref()
+            .filter(|b| b.len() as u64 >= ARENA_MIN_BYTES)
+            .and_then(|b| self.arena.as_ref()?.store(b));
+        let weight = match (&body, &mem) {
+            (Some(_), Some(mem)) => bytes.len() + mem.weight() as usize,
+            (Some(body), None) => {
                 bytes.extend_from_slice(body);
                 bytes.len()
             }
-            None => OPEN_FILE_WEIGHT,
+            (None, _) => OPEN_FILE_WEIGHT,
         };
         let cached = Rc::new(CachedFile {
             rep,
             bytes: bytes.into(),
             head_len,
             disk: if body.is_none() { Some(file) } else { None },
+            mem,
             meta,
             rel: rel.into(),
             sidecars,
@@ -671,6 +702,28 @@ fn negotiated(req: &Request<'_>, mask: u8) -> Option<Coding> {
     }
 }
 
+/// The worker's memory file for cached bodies of [`ARENA_MIN_BYTES`] or more, sized for
+/// `--cache-size` (none when no file that large is cached). Where it cannot be made (`memfd_create` refused by a
+/// sandbox), bodies stay on the heap and the server says so once.
+fn new_arena(cfg: &Settings) -> Option<Arena> {
+    if cfg.cache_max_file_bytes < ARENA_MIN_BYTES {
+        return None;
+    }
+    match Arena::new(cfg.cache_bytes.saturating_mul(ARENA_SLACK)) {
+        Ok(arena) => Some(arena),
+        Err(e) => {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                crate::diag::warn(&format!(
+                    "cannot make a memory file for cached files ({e}); they are sent from \
+                     the heap, which costs more CPU per request; allow memfd_create to fix"
+                ))
+            });
+            None
+        }
+    }
+}
+
 fn parent(rel: &[u8]) -> &[u8] {
     match rel.iter().rposition(|&b| b == b'/') {
         Some(i) => &rel[..i],
@@ -718,6 +771,7 @@ fn variant_files(
             head_len: head.len(),
             bytes: head.into(),
             disk: None,
+            mem: None,
             suspect: Cell::new(false),
             last_used: Cell::new(0),
             meta: file.meta,

@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 use crate::engine::{self, SendBatch, Socket};
+use crate::fs::Extent;
 
 /// Queued responses are sent once this many pieces or own bytes are waiting, even if more
 /// pipelined requests are buffered.
@@ -154,6 +155,15 @@ impl Wire {
         true
     }
 
+    /// Queues a copy of `len` bytes of the cached body `mem` from `offset`.
+    pub(crate) fn queue_copy(&mut self, mem: &Extent, offset: u64, len: usize) -> io::Result<()> {
+        let own = self.batch_mut().own_buf();
+        let from = own.len();
+        mem.read_into(offset, len, own)?;
+        self.queue_written(from..from + len);
+        Ok(())
+    }
+
     /// Queues `bytes[range]`, keeping `bytes` alive until sent.
     pub(crate) fn queue_shared(&mut self, bytes: &Rc<[u8]>, range: Range<usize>) {
         self.queued += range.len();
@@ -164,6 +174,11 @@ impl Wire {
     pub(crate) fn queue_process(&mut self, bytes: &Arc<[u8]>, range: Range<usize>) {
         self.queued += range.len();
         self.batch_mut().push_process(bytes, range);
+    }
+
+    /// Nothing is queued.
+    pub(crate) fn is_empty(&mut self) -> bool {
+        self.batch_mut().is_empty()
     }
 
     /// Enough is queued that it should go before another request is taken.
@@ -192,11 +207,7 @@ impl Wire {
                 return Ok(());
             }
             self.timer.as_mut().reset(Instant::now() + timeout);
-            if self.sent_before && !self.nodelay {
-                let _ = self.sock.set_nodelay();
-                self.nodelay = true;
-            }
-            self.sent_before = true;
+            self.sending();
             let send = self.sock.send(batch, more, more || self.closing);
             tokio::pin!(send);
             let (res, mut batch) = tokio::select! {
@@ -225,26 +236,57 @@ impl Wire {
         }
     }
 
+    /// Before a send: TCP_NODELAY from the second on (see `sent_before`).
+    fn sending(&mut self) {
+        if self.sent_before && !self.nodelay {
+            let _ = self.sock.set_nodelay();
+            self.nodelay = true;
+        }
+        self.sent_before = true;
+    }
+
+    /// Sends a whole response, `len` bytes of the worker's memory file from `first` (a
+    /// head and its body, one after the other there), with nothing queued before it.
+    pub(crate) async fn send_file(&mut self, file: &File, first: u64, len: u64) -> io::Result<()> {
+        debug_assert!(self.batch_mut().is_empty());
+        self.sending();
+        self.stream(file, first, len, true).await
+    }
+
     /// Sends `len` bytes of `file` from offset `first`, one [`SENDFILE_SLICE`] at a time,
     /// yielding after each to let others run. A slice whose pages are all in the page cache
     /// goes by sendfile, waiting for writability when the socket is full; one that is not
     /// (sendfile would wait for the disk on the worker's thread, stalling every connection
     /// on it) is read off the thread into one buffer of this connection's, at most
-    /// [`COLD_READ_SLICE`] bytes, and sent from there. Every wait ends by `--send-timeout`.
-    pub(crate) async fn stream(&mut self, file: &File, first: u64, len: u64) -> io::Result<()> {
-        let res = self.stream_slices(file, first, len).await;
+    /// [`COLD_READ_SLICE`] bytes, and sent from there. `memory`: the file is the worker's
+    /// memory file, whose pages are always there, so no slice is checked. Every wait ends
+    /// by `--send-timeout`.
+    pub(crate) async fn stream(
+        &mut self,
+        file: &File,
+        first: u64,
+        len: u64,
+        memory: bool,
+    ) -> io::Result<()> {
+        let res = self.stream_slices(file, first, len, memory).await;
         // The cold-read buffer is held only while a file is being sent.
         self.cold = Vec::new();
         res
     }
 
-    async fn stream_slices(&mut self, file: &File, first: u64, len: u64) -> io::Result<()> {
+    async fn stream_slices(
+        &mut self,
+        file: &File,
+        first: u64,
+        len: u64,
+        memory: bool,
+    ) -> io::Result<()> {
         let timeout = self.send_timeout;
         let mut offset = first;
         let end = first + len;
         let mut since_slice = 0usize;
         // `offset..checked` is known to be in the page cache.
-        let mut checked = first;
+        let mut checked = if memory { end } else { first };
         while offset < end {
             if offset >= checked {
                 let want = (end - offset).min(SENDFILE_SLICE as u64);

@@ -22,6 +22,7 @@ mod headers;
 mod hostile;
 mod keepalive;
 mod lifecycle;
+mod memory_file;
 mod observability;
 mod paths;
 mod pipeline;

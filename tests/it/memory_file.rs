@@ -1,0 +1,257 @@
+//! Cached files of 8 KiB and more live in the worker's memory file and go out by sendfile,
+//! the head written before the body there: they come back byte-exact whole and in ranges,
+//! on every kind of connection and across the second at which the head is rewritten; an
+//! edit shows; the memory is bounded by the cache and comes back when the cache lets go.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+
+use super::support::*;
+
+/// Sizes around the memory file's range: just below it (heap), its first size, between
+/// pages, past the socket's first segments, and the cache limit itself.
+const SIZES: [usize; 5] = [8191, 8192, 20_000, 65_543, 131_072];
+
+fn name(len: usize) -> String {
+    format!("/f{len}.bin")
+}
+
+fn files(root: &Path) {
+    for (i, len) in SIZES.iter().enumerate() {
+        write(root, &name(*len)[1..], pattern_bytes(*len, 100 + i as u64));
+    }
+}
+
+fn expected(len: usize) -> Vec<u8> {
+    let i = SIZES.iter().position(|&l| l == len).unwrap();
+    pattern_bytes(len, 100 + i as u64)
+}
+
+#[test]
+fn every_kind_of_connection_gets_the_exact_bytes() {
+    let t = TestServer::with(files, |_| {});
+    for len in SIZES {
+        let path = name(len);
+        let want = expected(len);
+        // HTTP/1.1 keep-alive, several times: the first writes the head, the rest find it.
+        let mut c = t.connect();
+        for round in 0..3 {
+            let r = c.get(&path);
+            r.assert_status(200).assert_not_closing();
+            assert_eq!(r.header("Content-Length"), Some(len.to_string().as_str()));
+            assert_body_eq(&r.body, &want, &format!("{path}, keep-alive round {round}"));
+        }
+        // HTTP/1.0 keep-alive, then HTTP/1.1 again: heads that differ from the one written.
+        let r = c.req("GET", &path, &["Connection: keep-alive"]);
+        r.assert_status(200);
+        assert_body_eq(&r.body, &want, &format!("{path} after an HTTP/1.1 head"));
+        let mut old = t.connect();
+        old.send(format!(
+            "GET {path} HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n"
+        ));
+        let r = old.read_response();
+        r.assert_status(200);
+        assert_eq!(r.header("Connection"), Some("keep-alive"));
+        assert_body_eq(&r.body, &want, &format!("{path}, HTTP/1.0 keep-alive"));
+        assert_body_eq(
+            &c.get(&path).body,
+            &want,
+            &format!("{path}, HTTP/1.1 again"),
+        );
+        // Three pipelined in one write, between two other files.
+        let mut p = t.connect();
+        let other = name(SIZES[(SIZES.iter().position(|&l| l == len).unwrap() + 1) % 5]);
+        p.send(format!(
+            "{}{}{}",
+            request("GET", &path, &[]),
+            request("GET", &other, &[]),
+            request("GET", &path, &[])
+        ));
+        for what in [&path, &other, &path] {
+            let r = p.read_response();
+            r.assert_status(200);
+            let len: usize = what[2..what.len() - 4].parse().unwrap();
+            assert_body_eq(&r.body, &expected(len), &format!("pipelined {what}"));
+        }
+        // HEAD has no body; a matching If-None-Match is a 304.
+        let h = c.head(&path);
+        h.assert_status(200);
+        assert!(h.body.is_empty());
+        let etag = h.expect_header("ETag").to_string();
+        let r = c.req("GET", &path, &[&format!("If-None-Match: {etag}")]);
+        r.assert_status(304);
+        assert!(r.body.is_empty());
+        // Connection: close.
+        let r = c.req("GET", &path, &["Connection: close"]);
+        r.assert_status(200).assert_connection_close();
+        assert_body_eq(&r.body, &want, &format!("{path}, closing"));
+    }
+}
+
+/// The head before the body carries the Date: the first response of a new second writes a
+/// new one, and neither the head nor the body may show a byte of the old.
+#[test]
+fn a_new_second_writes_a_new_head_and_the_bytes_stay_exact() {
+    let t = TestServer::with(files, |_| {});
+    let path = name(20_000);
+    let want = expected(20_000);
+    let mut c = t.connect();
+    let first = c.get(&path);
+    assert_body_eq(&first.body, &want, "first");
+    let date = first.expect_header("Date").to_string();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut seen_new = 0;
+    while seen_new < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the Date did not change within 3 s"
+        );
+        let r = c.get(&path);
+        r.assert_status(200);
+        assert_eq!(r.header("Content-Length"), Some("20000"));
+        assert_body_eq(&r.body, &want, "across the second");
+        if r.expect_header("Date") != date {
+            assert!(parse_imf_fixdate(r.expect_header("Date")).is_some());
+            seen_new += 1;
+        } else {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn ranges_come_from_the_bytes_in_memory() {
+    let t = TestServer::with(files, |_| {});
+    let len = 65_543;
+    let path = name(len);
+    let want = expected(len);
+    let mut c = t.connect();
+    // A short range (copied) and a long one (sent from the memory file).
+    for (first, last) in [(100, 199), (5, 60_000), (0, len as u64 - 1)] {
+        let r = c.get_h(&path, &[&format!("Range: bytes={first}-{last}")]);
+        r.assert_status(206);
+        r.assert_partial(
+            first,
+            last,
+            len as u64,
+            &want[first as usize..=last as usize],
+        );
+    }
+    // A suffix, and three parts at once.
+    let r = c.get_h(&path, &["Range: bytes=-10"]);
+    r.assert_partial(
+        len as u64 - 10,
+        len as u64 - 1,
+        len as u64,
+        &want[len - 10..],
+    );
+    let r = c.get_h(&path, &["Range: bytes=0-9,30000-50000,65540-"]);
+    r.assert_status(206);
+    let parts = r.byteranges();
+    assert_eq!(parts.len(), 3);
+    for (part, (first, last)) in parts
+        .iter()
+        .zip([(0, 9), (30_000, 50_000), (65_540, 65_542)])
+    {
+        assert_eq!(part.range(), (first, last, len as u64));
+        assert_body_eq(&part.body, &want[first as usize..=last as usize], "a part");
+    }
+    // And the whole again on the same connection.
+    assert_body_eq(&c.get(&path).body, &want, "whole after ranges");
+}
+
+#[test]
+fn an_edited_file_is_served_fresh() {
+    let t = TestServer::with(files, |_| {});
+    let path = name(20_000);
+    let mut c = t.connect();
+    let r = c.get(&path);
+    let etag = r.expect_header("ETag").to_string();
+    let edited = pattern_bytes(20_000, 999);
+    write(&t.root, &path[1..], &edited);
+    std::thread::sleep(Duration::from_millis(1200));
+    let r = c.get(&path);
+    assert_body_eq(&r.body, &edited, "after the edit");
+    assert_ne!(r.expect_header("ETag"), etag);
+    let shorter = pattern_bytes(12_345, 7);
+    write(&t.root, &path[1..], &shorter);
+    std::thread::sleep(Duration::from_millis(1200));
+    let r = t.get(&path);
+    assert_eq!(r.header("Content-Length"), Some("12345"));
+    assert_body_eq(&r.body, &shorter, "after a shorter edit");
+}
+
+/// Bytes the server's memory files hold (the pages they take), found through its fds.
+fn memory_file_bytes(srv: &BinServer) -> (usize, u64) {
+    let mut files = 0;
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(format!("/proc/{}/fd", srv.pid())).unwrap() {
+        let path = entry.unwrap().path();
+        let Ok(target) = std::fs::read_link(&path) else {
+            continue;
+        };
+        if target.to_string_lossy().starts_with("/memfd:fserve-cache") {
+            let st = rustix::fs::stat(&path).expect("stat the memory file");
+            files += 1;
+            bytes += st.st_blocks as u64 * 512;
+        }
+    }
+    (files, bytes)
+}
+
+#[test]
+fn the_memory_is_bounded_by_the_cache_and_comes_back_when_it_lets_go() {
+    const FILES: usize = 120;
+    const LEN: usize = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..FILES {
+        write(
+            dir.path(),
+            &format!("m{i}.bin"),
+            pattern_bytes(LEN, i as u64),
+        );
+    }
+    let srv = BinServer::start(dir.path(), &["-t", "1", "--cache-size", "1MiB"]);
+    let (files, bytes) = memory_file_bytes(&srv);
+    assert_eq!(
+        (files, bytes),
+        (1, 0),
+        "one memory file per worker, empty at first"
+    );
+    let mut c = Conn::open(srv.addr);
+    for round in 0..2 {
+        for i in 0..FILES {
+            let r = c.get(&format!("/m{i}.bin"));
+            assert_body_eq(
+                &r.body,
+                &pattern_bytes(LEN, i as u64),
+                &format!("m{i}, round {round}"),
+            );
+            let (_, bytes) = memory_file_bytes(&srv);
+            assert!(
+                bytes <= 1024 * 1024,
+                "{bytes} bytes held, over --cache-size 1MiB"
+            );
+        }
+    }
+    let (_, held) = memory_file_bytes(&srv);
+    assert!(
+        held >= 20 * LEN as u64,
+        "the cache holds the last files read: {held} bytes"
+    );
+    // SIGHUP drops the cache: every page comes back once no response is using it.
+    srv.signal(Signal::HUP);
+    let gone = poll_until(Duration::from_secs(5), || memory_file_bytes(&srv).1 == 0);
+    assert!(
+        gone.is_some(),
+        "{} bytes still held",
+        memory_file_bytes(&srv).1
+    );
+    assert_body_eq(
+        &c.get("/m0.bin").body,
+        &pattern_bytes(LEN, 0),
+        "after SIGHUP",
+    );
+}
