@@ -66,6 +66,15 @@ impl Arena {
     /// taken only by what is stored. Fails where `memfd_create` is refused.
     pub fn new(capacity: u64) -> io::Result<Arena> {
         let capacity = round_up(capacity.max(PAGE));
+        // A file past the file-size limit (`ulimit -f`) is refused with SIGXFSZ, which ends
+        // the process: stay within it, or have no memory file.
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Fsize).current;
+        if limit.is_some_and(|max| capacity > max) {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                "the file-size limit (ulimit -f) is below twice --cache-size; raise it or lower --cache-size",
+            ));
+        }
         let fd = rustix::fs::memfd_create("fserve-cache", MemfdFlags::CLOEXEC)?;
         let file = File::from(fd);
         file.set_len(capacity)?;

@@ -714,9 +714,13 @@ fn new_arena(cfg: &Settings) -> Option<Arena> {
         Err(e) => {
             static SAID: std::sync::Once = std::sync::Once::new();
             SAID.call_once(|| {
+                let fix = match e.kind() {
+                    std::io::ErrorKind::FileTooLarge => String::new(),
+                    _ => "; allow memfd_create (seccomp profile) to fix".into(),
+                };
                 crate::diag::warn(&format!(
-                    "cannot make a memory file for cached files ({e}); they are sent from \
-                     the heap, which costs more CPU per request; allow memfd_create to fix"
+                    "cached files of 8 KiB and more stay on the heap, at more CPU per \
+                     request: cannot make their memory file: {e}{fix}"
                 ))
             });
             None

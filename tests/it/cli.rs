@@ -562,3 +562,60 @@ fn the_open_file_limit_is_raised_and_a_shortfall_is_said_once() {
     run.signal(Signal::TERM);
     assert_eq!(run.wait_within(Duration::from_secs(5)).code(), Some(0));
 }
+
+/// The memory file for cached files would pass the file-size limit: the server says so once,
+/// in one line with the fix, and serves those files from the heap instead.
+#[test]
+fn a_file_size_limit_below_the_memory_file_keeps_cached_files_on_the_heap() {
+    let site = site();
+    let body = pattern_bytes(20_000, 3);
+    write(site.path(), "mid.bin", &body);
+    let mut sh = Command::new("sh");
+    sh.args(["-c", "ulimit -f 1024 && exec \"$0\" \"$@\"", BIN])
+        .args([
+            "-p",
+            "0",
+            "-b",
+            "127.0.0.1",
+            "-t",
+            "2",
+            "--max-connections",
+            "1000",
+        ])
+        .arg(site.path())
+        .env_clear()
+        .stdin(Stdio::null());
+    let mut run = Running::spawn(sh);
+    // The warning comes from a worker, so it may come before or after the start line.
+    let mut lines = [
+        run.next_diag(Duration::from_secs(10)),
+        run.next_diag(Duration::from_secs(5)),
+    ];
+    lines.sort_by_key(|(level, _)| level != "WARN");
+    let [(level, warning), (_, start)] = lines;
+    assert_eq!(level, "WARN", "{warning:?}");
+    assert!(
+        warning.starts_with("fserve: cached files of 8 KiB and more stay on the heap")
+            && warning.contains("ulimit -f")
+            && warning.contains("--cache-size"),
+        "{warning:?}"
+    );
+    let port = parse_start_line(&start, site.path(), 2);
+    assert!(
+        run.stderr_lines
+            .recv_timeout(Duration::from_millis(300))
+            .is_err(),
+        "said more than once"
+    );
+    let mut c = Conn::open(SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port));
+    for round in 0..3 {
+        assert_body_eq(
+            &c.get("/mid.bin").assert_status(200).body,
+            &body,
+            &format!("round {round}"),
+        );
+    }
+    drop(c);
+    run.signal(Signal::TERM);
+    assert_eq!(run.wait_within(Duration::from_secs(5)).code(), Some(0));
+}
