@@ -52,8 +52,8 @@ pub(crate) const HELD_OPEN_IDLE_MS: u64 = 30_000;
 /// socket. A smaller body stays on the heap behind its pre-rendered head, one slice sent
 /// through the ring. Measured, CPU per request (1 worker, 64 connections, 5 alternated
 /// rounds): at 4 KiB the two cost the same; from the heap to the memory file, 8 KiB 2% less,
-/// 16 KiB 3%, 32 KiB 6%, 48 KiB 4%, 64 KiB 16%, 128 KiB 62%, but 96 KiB 30% more (still
-/// 1.75× less than nginx; why is not yet measured).
+/// 16 KiB 3%, 32 KiB 6%, 48 KiB 4%, 64 KiB 16%, 128 KiB 62%, but 96 KiB 10–30% more (two
+/// runs; still 1.75× less than nginx; why is not yet measured).
 const ARENA_MIN_BYTES: u64 = 8 * 1024;
 /// Address space of the memory file, as a multiple of `--cache-size`: bodies are freed in
 /// any order, so free space fragments; beyond the budget the slack lets a body find room.
