@@ -24,7 +24,6 @@ use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
 
-use crate::config;
 use crate::fs::{Kind, Meta, Root};
 
 /// Files waiting to be compressed; a lookup that finds the queue full is answered identity
@@ -82,20 +81,6 @@ pub struct Settings {
     pub gzip_level: u32,
     /// Background threads.
     pub threads: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Settings {
-        Settings {
-            min_bytes: config::DEFAULT_COMPRESS_MIN_BYTES,
-            max_file_bytes: config::DEFAULT_COMPRESS_MAX_FILE_BYTES,
-            cache_bytes: config::DEFAULT_COMPRESS_CACHE_BYTES,
-            brotli_level: config::DEFAULT_BROTLI_LEVEL,
-            zstd_level: config::DEFAULT_ZSTD_LEVEL,
-            gzip_level: config::DEFAULT_GZIP_LEVEL,
-            threads: 1,
-        }
-    }
 }
 
 /// The finished variants of one version of one file; an encoding is `None` when its

@@ -517,6 +517,22 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// The compressor's settings with every flag at its default (here, beside the defaults,
+/// so that the compressor needs nothing from this module).
+impl Default for crate::compress::Settings {
+    fn default() -> crate::compress::Settings {
+        crate::compress::Settings {
+            min_bytes: DEFAULT_COMPRESS_MIN_BYTES,
+            max_file_bytes: DEFAULT_COMPRESS_MAX_FILE_BYTES,
+            cache_bytes: DEFAULT_COMPRESS_CACHE_BYTES,
+            brotli_level: DEFAULT_BROTLI_LEVEL,
+            zstd_level: DEFAULT_ZSTD_LEVEL,
+            gzip_level: DEFAULT_GZIP_LEVEL,
+            threads: 1,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
