@@ -72,7 +72,7 @@ impl Arena {
         if limit.is_some_and(|max| capacity > max) {
             return Err(io::Error::new(
                 io::ErrorKind::FileTooLarge,
-                "the file-size limit (ulimit -f) is below twice --cache-size; raise it or lower --cache-size",
+                "it would pass the file-size limit",
             ));
         }
         let fd = rustix::fs::memfd_create("fserve-cache", MemfdFlags::CLOEXEC)?;
@@ -106,7 +106,8 @@ impl Arena {
     }
 
     /// Bytes of memory the stored bodies take (whole pages), as the kernel counts them.
-    pub fn resident_bytes(&self) -> io::Result<u64> {
+    #[cfg(test)]
+    fn resident_bytes(&self) -> io::Result<u64> {
         let st = rustix::fs::fstat(&self.inner.file)?;
         Ok(st.st_blocks as u64 * 512)
     }

@@ -470,14 +470,14 @@ impl Conn {
             return None;
         }
         let parts = [&self.head[prefix.clone()], &file.bytes[fields.clone()]];
-        if let Some(from) = mem.after_head(parts) {
-            return Some((mem, from, mem.offset() - from + len));
-        }
-        if composed.close || mem.head_tag() == now.unix_secs {
-            return None;
-        }
-        mem.write_head(parts, now.unix_secs).ok()?;
-        let from = mem.after_head(parts)?;
+        let from = match mem.after_head(parts) {
+            Some(from) => from,
+            None if !composed.close && mem.head_tag() != now.unix_secs => {
+                mem.write_head(parts, now.unix_secs).ok()?;
+                mem.after_head(parts)?
+            }
+            None => return None,
+        };
         Some((mem, from, mem.offset() - from + len))
     }
 
@@ -511,8 +511,8 @@ impl Conn {
                         continue;
                     }
                     self.wire.flush(true).await?;
-                    let (from, memory) = (mem.offset() + offset, true);
-                    Box::pin(self.wire.stream(mem.file(), from, len, memory)).await?;
+                    let from = mem.offset() + offset;
+                    Box::pin(self.wire.stream(mem.file(), from, len, true)).await?;
                 }
                 (Segment::File { offset, len }, Some(file)) => {
                     let disk = file.disk.as_ref().expect("a large file is held open");

@@ -438,13 +438,19 @@ impl Store {
             cache_fields,
             fields,
         };
-        let mut bytes = Vec::with_capacity(512 + body.as_ref().map_or(0, Vec::len));
-        response::write_file_fields(&mut bytes, &rep.file_fields());
-        let head_len = bytes.len();
         let mem = body
             .as_deref()
             .filter(|b| b.len() as u64 >= ARENA_MIN_BYTES)
             .and_then(|b| self.arena.as_ref()?.store(b));
+        // Room for the bytes only when they follow the fields here.
+        let inline = if mem.is_none() {
+            body.as_ref().map_or(0, Vec::len)
+        } else {
+            0
+        };
+        let mut bytes = Vec::with_capacity(512 + inline);
+        response::write_file_fields(&mut bytes, &rep.file_fields());
+        let head_len = bytes.len();
         let weight = match (&body, &mem) {
             (Some(_), Some(mem)) => bytes.len() + mem.weight() as usize,
             (Some(body), None) => {
@@ -704,8 +710,9 @@ fn negotiated(req: &Request<'_>, mask: u8) -> Option<Coding> {
 }
 
 /// The worker's memory file for cached bodies of [`ARENA_MIN_BYTES`] or more, sized for
-/// `--cache-size` (none when no file that large is cached). Where it cannot be made (`memfd_create` refused by a
-/// sandbox), bodies stay on the heap and the server says so once.
+/// `--cache-size` (none when no file that large is cached). Where it cannot be made
+/// (`memfd_create` refused by a sandbox, or past the file-size limit), those bodies stay on
+/// the heap and the server says so once.
 fn new_arena(cfg: &Settings) -> Option<Arena> {
     if cfg.cache_max_file_bytes < ARENA_MIN_BYTES {
         return None;
@@ -716,12 +723,14 @@ fn new_arena(cfg: &Settings) -> Option<Arena> {
             static SAID: std::sync::Once = std::sync::Once::new();
             SAID.call_once(|| {
                 let fix = match e.kind() {
-                    std::io::ErrorKind::FileTooLarge => String::new(),
-                    _ => "; allow memfd_create (seccomp profile) to fix".into(),
+                    std::io::ErrorKind::FileTooLarge => {
+                        "raise the file-size limit (ulimit -f) or lower --cache-size"
+                    }
+                    _ => "allow memfd_create (seccomp profile) to fix",
                 };
                 crate::diag::warn(&format!(
                     "cached files of 8 KiB and more stay on the heap, at more CPU per \
-                     request: cannot make their memory file: {e}{fix}"
+                     request: cannot make their memory file: {e}; {fix}"
                 ))
             });
             None

@@ -494,27 +494,26 @@ fn open_file_limits(pid: u32) -> (String, String) {
     (f.next().unwrap().to_string(), f.next().unwrap().to_string())
 }
 
+/// The binary started by `sh` under `ulimit ULIMIT` (e.g. `-n 256`), with `WORKERS` workers,
+/// at most 1,000 connections (so the open-file check stays quiet unless the limit is
+/// the point), on 127.0.0.1 port 0, serving `root`, with an empty environment.
+fn spawn_under_ulimit(ulimit: &str, workers: &str, root: &Path) -> Running {
+    let script = format!("ulimit {ulimit} && exec \"$0\" \"$@\"");
+    let mut sh = Command::new("sh");
+    sh.args(["-c", &script, BIN])
+        .args(["-p", "0", "-b", "127.0.0.1", "-t", workers])
+        .args(["--max-connections", "1000"])
+        .arg(root)
+        .env_clear()
+        .stdin(Stdio::null());
+    Running::spawn(sh)
+}
+
 #[test]
 fn the_open_file_limit_is_raised_and_a_shortfall_is_said_once() {
     let site = site();
     // A low soft limit under a higher hard one: raised to the hard one, no warning.
-    let mut cmd = fserve_cmd();
-    cmd.args(["-c", "ulimit -S -n 256 && exec \"$0\" \"$@\"", BIN])
-        .args([
-            "-p",
-            "0",
-            "-b",
-            "127.0.0.1",
-            "-t",
-            "1",
-            "--max-connections",
-            "1000",
-        ])
-        .arg(site.path());
-    let mut cmd_sh = Command::new("sh");
-    cmd_sh.args(cmd.get_args());
-    cmd_sh.env_clear().stdin(Stdio::null());
-    let mut run = Running::spawn(cmd_sh);
+    let mut run = spawn_under_ulimit("-S -n 256", "1", site.path());
     parse_start_line(&run.next_line(Duration::from_secs(10)), site.path(), 1);
     let (soft, hard) = open_file_limits(run.child.id());
     assert_eq!(
@@ -531,22 +530,7 @@ fn the_open_file_limit_is_raised_and_a_shortfall_is_said_once() {
     assert_eq!(run.wait_within(Duration::from_secs(5)).code(), Some(0));
 
     // A hard limit of 256 cannot hold 1,000 connections: one warning line, and it serves.
-    let mut sh = Command::new("sh");
-    sh.args(["-c", "ulimit -n 256 && exec \"$0\" \"$@\"", BIN])
-        .args([
-            "-p",
-            "0",
-            "-b",
-            "127.0.0.1",
-            "-t",
-            "1",
-            "--max-connections",
-            "1000",
-        ])
-        .arg(site.path())
-        .env_clear()
-        .stdin(Stdio::null());
-    let mut run = Running::spawn(sh);
+    let mut run = spawn_under_ulimit("-n 256", "1", site.path());
     let port = parse_start_line(&run.next_line(Duration::from_secs(10)), site.path(), 1);
     let (level, warning) = run.next_diag(Duration::from_secs(5));
     assert_eq!(level, "WARN", "{warning:?}");
@@ -570,22 +554,7 @@ fn a_file_size_limit_below_the_memory_file_keeps_cached_files_on_the_heap() {
     let site = site();
     let body = pattern_bytes(20_000, 3);
     write(site.path(), "mid.bin", &body);
-    let mut sh = Command::new("sh");
-    sh.args(["-c", "ulimit -f 1024 && exec \"$0\" \"$@\"", BIN])
-        .args([
-            "-p",
-            "0",
-            "-b",
-            "127.0.0.1",
-            "-t",
-            "2",
-            "--max-connections",
-            "1000",
-        ])
-        .arg(site.path())
-        .env_clear()
-        .stdin(Stdio::null());
-    let mut run = Running::spawn(sh);
+    let mut run = spawn_under_ulimit("-f 1024", "2", site.path());
     // The warning comes from a worker, so it may come before or after the start line.
     let mut lines = [
         run.next_diag(Duration::from_secs(10)),
