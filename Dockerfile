@@ -30,14 +30,17 @@ WORKDIR /src
 
 # Dependencies first, against placeholder sources, so that editing src/ reuses this layer.
 # (benches/pipeline.rs only has to exist: Cargo.toml names it.)
-# (xtask/, a workspace member, only has to exist too: it is not built here.)
+# (xtask/ and benches/ring-floor/, workspace members, only have to exist too: they are not
+# built here.)
 COPY Cargo.toml Cargo.lock ./
 COPY xtask/Cargo.toml ./xtask/
-RUN mkdir -p src benches xtask/src \
+COPY benches/ring-floor/Cargo.toml ./benches/ring-floor/
+RUN mkdir -p src benches xtask/src benches/ring-floor/src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
  && echo 'fn main() {}' > benches/pipeline.rs \
  && echo 'fn main() {}' > xtask/src/main.rs \
+ && echo 'fn main() {}' > benches/ring-floor/src/main.rs \
  && cargo build --release --locked --target "$TARGET" \
  && rm -rf src
 
