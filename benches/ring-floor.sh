@@ -89,21 +89,24 @@ start() { # SLOT -> sets SPID, the process whose CPU is counted
     esac
     PIDS+=("$SPID")
     for _ in $(seq 50); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/small.txt" || true)
+        code=$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/small.txt" || true)
         [[ $code == 200 ]] && return 0
         sleep 0.1
     done
     echo "ring-floor: slot $1 did not answer 200 on port $PORT; its stderr: $(cat "$WORK/$1.err" 2>/dev/null)" >&2
     exit 1
 }
-stop() {
+stop() { # asks the slot to stop; after 15 s (fserve's grace is 10 s) it is killed
+    local pid=$SPID
     if [[ $1 == nginx ]]; then
+        pid=$(cat "$WORK/nginx/nginx.pid")
         nginx -c "$WORK/nginx/nginx.conf" -s quit 2>/dev/null
-        while pgrep -F "$WORK/nginx/nginx.pid" >/dev/null 2>&1; do sleep 0.1; done
     else
-        kill "$SPID"
-        wait "$SPID" 2>/dev/null || true
+        kill "$pid"
     fi
+    for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    [[ $1 == nginx ]] || wait "$pid" 2>/dev/null || true
 }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 

@@ -216,14 +216,8 @@ fn the_memory_is_bounded_by_the_cache_and_comes_back_when_it_lets_go() {
     let srv = BinServer::start(dir.path(), &["-t", "1", "--cache-size", "1MiB"]);
     // The start-up line comes from the main thread; the worker makes its memory file as it
     // starts, which a loaded machine may schedule a little later.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let (files, bytes) = loop {
-        let found = memory_file_bytes(&srv);
-        if found.0 > 0 || Instant::now() >= deadline {
-            break found;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    poll_until(Duration::from_secs(5), || memory_file_bytes(&srv).0 > 0);
+    let (files, bytes) = memory_file_bytes(&srv);
     assert_eq!(
         (files, bytes),
         (1, 0),

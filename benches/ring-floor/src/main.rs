@@ -15,13 +15,16 @@
 //! A request is counted at each blank line that ends a head (no bodies, no parsing): enough
 //! for wrk's GETs, and nothing a real server could skip.
 
+use std::future::Future;
 use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use tokio::time::Sleep;
 
 /// The answer: a plausible head and 1 KiB of body, the size of the benchmark's small file.
 fn answer() -> &'static [u8] {
@@ -87,15 +90,11 @@ fn on_tokio_uring(listener: TcpListener, timers: bool) -> io::Result<()> {
                     let mut buf = vec![0u8; 2048];
                     let mut tail = [0u8; 3];
                     let mut timer = Box::pin(tokio::time::sleep(Duration::ZERO));
-                    let limit = Duration::from_secs(60);
                     loop {
-                        let read = sock.read(buf);
-                        let (res, b) = if timers {
-                            timer.as_mut().reset(tokio::time::Instant::now() + limit);
-                            tokio::pin!(read);
-                            tokio::select! { biased; r = &mut read => r, _ = timer.as_mut() => return }
-                        } else {
-                            read.await
+                        let Some((res, b)) =
+                            bounded(timers.then_some(&mut timer), sock.read(buf)).await
+                        else {
+                            return;
                         };
                         buf = b;
                         let n = match res {
@@ -104,21 +103,33 @@ fn on_tokio_uring(listener: TcpListener, timers: bool) -> io::Result<()> {
                         };
                         for _ in 0..heads_ended(&mut tail, &buf[..n]) {
                             let write = sock.write_all(answer);
-                            let (res, _) = if timers {
-                                timer.as_mut().reset(tokio::time::Instant::now() + limit);
-                                tokio::pin!(write);
-                                tokio::select! { biased; r = &mut write => r, _ = timer.as_mut() => return }
-                            } else {
-                                write.await
-                            };
-                            if res.is_err() {
+                            let Some((Ok(()), _)) =
+                                bounded(timers.then_some(&mut timer), write).await
+                            else {
                                 return;
-                            }
+                            };
                         }
                     }
                 });
             }
         })
+}
+
+/// `op`, raced against `timer` reset to a minute from now when a timer is given (as fserve
+/// bounds every wait); `None` when the timer fired first.
+async fn bounded<T>(timer: Option<&mut Pin<Box<Sleep>>>, op: impl Future<Output = T>) -> Option<T> {
+    let Some(timer) = timer else {
+        return Some(op.await);
+    };
+    timer
+        .as_mut()
+        .reset(tokio::time::Instant::now() + Duration::from_secs(60));
+    tokio::pin!(op);
+    tokio::select! {
+        biased;
+        r = &mut op => Some(r),
+        _ = timer.as_mut() => None,
+    }
 }
 
 mod raw {
@@ -386,29 +397,16 @@ mod raw {
                         if !mine(&lp) {
                             continue;
                         }
-                        if res != lp.answer.len() as i32 {
-                            if !multishot {
-                                // No receive is posted while sends are in flight.
-                                lp.conns[fd as usize]
-                                    .as_mut()
-                                    .expect("mine")
-                                    .sends_in_flight -= 1;
-                                if lp.conns[fd as usize]
-                                    .as_ref()
-                                    .expect("mine")
-                                    .sends_in_flight
-                                    == 0
-                                {
-                                    lp.close(fd);
-                                }
-                            } else {
-                                lp.close(fd);
-                            }
-                            continue;
-                        }
                         let c = lp.conns[fd as usize].as_mut().expect("mine");
                         c.sends_in_flight -= 1;
-                        if !multishot && c.sends_in_flight == 0 {
+                        let idle = c.sends_in_flight == 0;
+                        if res != lp.answer.len() as i32 {
+                            // Single-shot: no receive is posted while sends are in flight, so
+                            // the buffer may go with the last of them.
+                            if multishot || idle {
+                                lp.close(fd);
+                            }
+                        } else if !multishot && idle {
                             lp.post_recv(fd)?;
                         }
                     }
