@@ -19,11 +19,13 @@ const THROTTLE_BPS: u64 = 20 * 1024 * 1024;
 const COLD_BYTES: usize = 100 * 1024 * 1024;
 /// How often the probe asks for a small file.
 const PROBE_INTERVAL: Duration = Duration::from_millis(10);
-/// The probe's 99th percentile must stay under this. A worker that waits for the disk in
-/// sendfile holds every other connection for at least a 1 MiB slice at the throttled pace
-/// (50 ms; 400 to 600 ms were seen, as readahead queues more); one that does not showed
-/// 2 to 5 ms (a debug build, the download copying through loopback on a 2-CPU machine).
-const PROBE_P99_LIMIT: Duration = Duration::from_millis(10);
+/// Downloads tried before the test fails: the probe's p99 must stay under its
+/// [`stall_limit`] in one. A worker that waits for the disk in sendfile holds every other
+/// connection for at least a 1 MiB slice at the throttled pace (50 ms; 400 to 600 ms were
+/// seen, as readahead queues more), in every download; one that does not showed 2 to 5 ms
+/// (a debug build, the download copying through loopback on a 2-CPU machine), and a shared
+/// host's own bursts come and go.
+const ATTEMPTS: usize = 3;
 
 /// A child blkio group with a read throttle on one device; on drop, its processes go back
 /// to the root group and it is removed.
@@ -147,12 +149,24 @@ fn write_cold(path: &Path, content: &[u8]) {
     let mut f = fs::File::create(path).unwrap();
     f.write_all(content).unwrap();
     f.sync_all().unwrap();
-    rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
     drop(f);
-    let cached = cached_bytes(path);
-    assert_eq!(
-        cached, 0,
-        "{cached} bytes of the cold file stayed in the page cache"
+    evict(path);
+}
+
+/// Drops `path` from the page cache. A page still referenced (readahead reading it in, or
+/// a socket's queue holding what sendfile gave it) cannot be dropped yet: ask again until
+/// none is left.
+fn evict(path: &Path) {
+    let f = fs::File::open(path).unwrap();
+    let gone = poll_until(Duration::from_secs(5), || {
+        rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        cached_bytes(path) == 0
+    });
+    assert!(
+        gone.is_some(),
+        "{} bytes of {} stayed in the page cache",
+        cached_bytes(path),
+        path.display()
     );
 }
 
@@ -216,49 +230,64 @@ fn a_cold_file_on_a_slow_disk_does_not_stall_the_worker() {
     // The small file is in the worker's memory cache before the probe starts.
     let warm = Conn::open(srv.addr).get("/small.txt");
     warm.assert_status(200);
-    let probe = Probe::start(srv.addr, "/small.txt", &warm.body, PROBE_INTERVAL);
-    std::thread::sleep(Duration::from_millis(200));
-    let started = Instant::now();
-    download(srv.addr, "/cold.bin", &content);
-    let took = started.elapsed();
-    let stats = probe.finish();
+    let mut seen = Vec::new();
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            evict(&cold);
+        }
+        let read_before = group.read_bytes(&dev);
+        let quiet = Probe::quiet(
+            srv.addr,
+            "/small.txt",
+            &warm.body,
+            PROBE_INTERVAL,
+            Duration::from_secs(1),
+        );
+        let limit = stall_limit(&quiet);
+        let probe = Probe::start(srv.addr, "/small.txt", &warm.body, PROBE_INTERVAL);
+        std::thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        download(srv.addr, "/cold.bin", &content);
+        let took = started.elapsed();
+        let stats = probe.finish();
 
-    // The disk really was slow for the server: its reads went through the group.
-    let read = group.read_bytes(&dev);
-    assert!(
-        read >= COLD_BYTES as u64 / 2,
-        "the server read only {read} bytes from {dev} through the throttled group (the file \
-         is {COLD_BYTES}): the throttle did not apply to it"
+        // The disk really was slow for the server: its reads went through the group.
+        let read = group.read_bytes(&dev) - read_before;
+        assert!(
+            read >= COLD_BYTES as u64 / 2,
+            "the server read only {read} bytes from {dev} through the throttled group (the \
+             file is {COLD_BYTES}): the throttle did not apply to it"
+        );
+        assert!(
+            stats.failures.is_empty(),
+            "the probe failed {} time(s), first: {:?}",
+            stats.failures.len(),
+            stats.failures.first()
+        );
+        assert!(
+            stats.ok() >= 50,
+            "the probe got only {} answers during the download",
+            stats.ok()
+        );
+        let line = format!(
+            "attempt {attempt}: cold download of {COLD_BYTES} bytes took {took:?}; probe \
+             without it {}; beside it {}; limit {limit:?}",
+            probe_summary(&quiet),
+            probe_summary(&stats)
+        );
+        eprintln!("{line}");
+        seen.push(line);
+        if stats.percentile(99) < limit {
+            drop(srv);
+            drop(group);
+            return;
+        }
+    }
+    panic!(
+        "while a cold file went out, a small request on the same worker stayed at its p99 \
+         limit or over in every download:\n{}",
+        seen.join("\n")
     );
-    let p99 = stats.percentile(99);
-    eprintln!(
-        "cold download of {COLD_BYTES} bytes took {took:?}; probe: {} requests, p50 {:?}, \
-         p99 {p99:?}, max {:?}",
-        stats.ok(),
-        stats.percentile(50),
-        stats.max()
-    );
-    assert!(
-        stats.failures.is_empty(),
-        "the probe failed {} time(s), first: {:?}",
-        stats.failures.len(),
-        stats.failures.first()
-    );
-    assert!(
-        stats.ok() >= 50,
-        "the probe got only {} answers during the download",
-        stats.ok()
-    );
-    assert!(
-        p99 < PROBE_P99_LIMIT,
-        "while a cold file went out, a small request on the same worker took p99 {p99:?} \
-         (p50 {:?}, max {:?}, {} requests); limit {PROBE_P99_LIMIT:?}",
-        stats.percentile(50),
-        stats.max(),
-        stats.ok()
-    );
-    drop(srv);
-    drop(group);
 }
 
 #[test]
@@ -270,18 +299,7 @@ fn ranges_of_a_cold_file_are_its_exact_bytes() {
     let content = pattern_bytes(SIZE, 16);
     let t = TestServer::with(|root| write_cold(&root.join("big.bin"), &content), |_| {});
     let path = t.root.join("big.bin");
-    // A page still referenced (readahead reading it in, or a socket's queue holding what
-    // sendfile gave it: each request has a connection of its own, closed before this)
-    // cannot be dropped yet: ask again until none is left.
-    let evict = || {
-        let f = fs::File::open(&path).unwrap();
-        let gone = poll_until(Duration::from_secs(5), || {
-            rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
-            cached_bytes(&path) == 0
-        });
-        assert!(gone.is_some(), "the file stayed in the page cache");
-    };
-    evict();
+    evict(&path);
     let (first, last) = (1_000_001u64, 2_500_000u64);
     t.connect()
         .get_h("/big.bin", &[&format!("Range: bytes={first}-{last}")])
@@ -292,7 +310,7 @@ fn ranges_of_a_cold_file_are_its_exact_bytes() {
             &content[first as usize..=last as usize],
         );
 
-    evict();
+    evict(&path);
     let spans = [(7u64, 4_100u64), (262_100, 262_200), (1_048_570, 2_100_000)];
     let spec = spans
         .iter()
@@ -314,7 +332,7 @@ fn ranges_of_a_cold_file_are_its_exact_bytes() {
         );
     }
 
-    evict();
+    evict(&path);
     let mut conn = t.connect();
     conn.get("/big.bin").assert_whole(&content);
     // The connection is still in step: the next answer is whole too.
