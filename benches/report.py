@@ -14,6 +14,10 @@ DIR (written by vs-nginx.sh) holds:
     Caddyfile      the exact Caddy config used (absent when the caddy slot did not run)
     notes.txt      anomalies seen during the run (may be empty)
 
+A ratio is the median over the rounds of the ratio within each round (the slots of one round
+ran back to back, so a burst on a shared host tends to hit them alike); the values beside it are
+the medians of each slot's rounds.
+
 Servers ("slots"), in run order: nginx; fserve (its default engine, io_uring); fserve-base (a
 second fserve binary, FSERVE_BASE_BIN, io_uring: an earlier build to A/B against); fserve-epoll
 (--io epoll); the peers sws (static-web-server) and caddy. Every ratio compares one slot with
@@ -297,7 +301,8 @@ def main():
                 continue
             ok = [r for r in rs if r["status_kind"] != "skipped"]
             per[s] = {"skip": next((r["note"] for r in rs if r["status_kind"] == "skipped"), None),
-                      "med": {k: med([r["m"][k] for r in ok]) for k, *_ in METRICS}}
+                      "med": {k: med([r["m"][k] for r in ok]) for k, *_ in METRICS},
+                      "rounds": {r["round"]: r["m"] for r in ok}}
         if per:
             stats[wl] = per
 
@@ -306,7 +311,16 @@ def main():
         return None if p is None or p["skip"] else p["med"][key]
 
     def rat(wl, s, key, hb):
-        return None if s == "nginx" else ratio(val(wl, "nginx", key), val(wl, s, key), hb)
+        """The median over the rounds of the ratio within each round: a burst on a shared
+        host tends to hit the slots of one round alike, so pairing them cancels much of it.
+        The ratio of the medians where no round has both."""
+        if s == "nginx" or val(wl, "nginx", key) is None or val(wl, s, key) is None:
+            return None
+        ours, theirs = stats[wl][s]["rounds"], stats[wl]["nginx"]["rounds"]
+        paired = [ratio(theirs[r].get(key), ours[r].get(key), hb)
+                  for r in sorted(ours.keys() & theirs.keys())]
+        return med(paired) if any(v is not None for v in paired) else \
+            ratio(val(wl, "nginx", key), val(wl, s, key), hb)
 
     # One line per workload and reason, naming the slots it applies to.
     skipped = {}
@@ -372,8 +386,8 @@ def main():
         "",
         "".join(f"{x}. " for x in legend)
         + "CPU-µs/req: the server's CPU time per request, lower is better"
-        + ("; (×) = nginx ÷ that server, **> 1 means it did better than nginx**"
-           if has_nginx else "")
+        + ("; (×) = nginx ÷ that server (the median of the ratios within each round), "
+           "**> 1 means it did better than nginx**" if has_nginx else "")
         + ". " + (f"Quota row: the server limited to {quota_cpu} CPU (cgroup), so req/s is the "
                   "server's limit, not the client's" + ("; its req/s ratios are server ÷ nginx"
                                                         if has_nginx else "") + ". "
@@ -471,7 +485,8 @@ def main():
     intro = ("Produced by `benches/vs-nginx.sh` (method: shared BENCHMARKING.md). Each workload "
              "ran against " + ", ".join(label(s) for s in slots) + " in turn, every round, on the "
              "same pinned CPUs, same files, same worker count; figures are medians over the "
-             "rounds.")
+             "rounds, and each ratio against nginx is the median of the ratios within each "
+             "round.")
     if "fserve-base" in slots and not self_test:
         intro += (" fserve-base is a second fserve binary (FSERVE_BASE_BIN, "
                   f"`{meta.get('fserve_base_bin')}`) started with the fserve slot's flags: its "
