@@ -42,8 +42,13 @@ const HOT_IDLE: Duration = Duration::from_millis(250);
 const READ_RANGE_MAX: u64 = 16 * 1024;
 
 pub(super) async fn serve(guard: ConnGuard, sock: Socket) {
+    // With TCP_DEFER_ACCEPT a connection is handed over once its first request has arrived:
+    // read it now, without a receive through the ring and a wake-up to hear its answer.
+    // Nothing yet, the end, or an error: the loop's first receive meets it as before.
+    let mut buf = Vec::with_capacity(INITIAL_RECV_BYTES);
+    let _ = sock.try_recv(&mut buf);
     let conn = Conn::new(guard, sock, false);
-    drive(conn, Vec::with_capacity(INITIAL_RECV_BYTES), false).await;
+    drive(conn, buf, false).await;
 }
 
 /// Runs the connection until it closes, or parks it when it goes idle.
