@@ -347,9 +347,10 @@ free_port() { # START [SKIP…]: first port >= START that nothing listens on, sk
 }
 
 # Shell-quoted command line, for the report: quote only what needs it.
-show_cmd() {
+show_cmd() { # the repository's own files as paths relative to it
     local a line=""
     for a in "$@"; do
+        a=${a//"$REPO/"/}
         if [[ $a =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then line+="$a "; else line+="'$a' "; fi
     done
     echo "${line% }"
@@ -521,7 +522,7 @@ if need_fserve; then
         FSERVE_BIN=$REPO/target/release/fserve
         [[ -x $FSERVE_BIN ]] || die "cargo built no $FSERVE_BIN"
     fi
-    FSERVE_DESC=$FSERVE_BIN
+    FSERVE_DESC=${FSERVE_BIN#"$REPO/"}
 elif [[ $FSERVE_SLOT == nginx ]]; then
     FSERVE_DESC="(self-test: FSERVE_SLOT=nginx, each fserve slot runs its own nginx)"
 else
@@ -529,7 +530,7 @@ else
 fi
 FSERVE_BASE_DESC="" BASE_NO_LOG=""
 if selected fserve-base && runs_fserve fserve-base; then
-    FSERVE_BASE_DESC=$FSERVE_BASE_BIN
+    FSERVE_BASE_DESC=${FSERVE_BASE_BIN#"$REPO/"}
     # The harness gives fserve-base only the flags every fserve build knows (-b -p -t ROOT),
     # plus --access-log for small-c64-log, which older builds lack: those skip that workload.
     base_help=$("$FSERVE_BASE_BIN" --help 2>&1 || true)
