@@ -261,6 +261,25 @@ pub(crate) fn spawn<F: Future + 'static>(fut: F) {
     drop(tokio::task::spawn_local(fut));
 }
 
+/// Runs `fut` as a task of this thread's local set and waits for its output; a panic in it
+/// goes on unwinding here, in the caller's poll (the worker's loop: see [`block_on`]).
+///
+/// A future that ring completions wake should run as a task, not as the future given to
+/// [`block_on`]: a completion that wakes a task of the local set, which is running the
+/// completions, only queues it, and the task runs in the same pass; one that wakes the
+/// root future wakes the whole runtime, which then polls its event queue once more (an
+/// `epoll_wait` with no timeout) before it polls the root again. For the accept loop that
+/// was one system call per connection accepted alone.
+pub(crate) async fn run_as_task(fut: impl Future<Output = ()> + 'static) {
+    if let Err(e) = tokio::task::spawn_local(fut).await {
+        // Only a runtime being shut down cancels a task, and this one is not while the
+        // caller runs on it: whatever else ended the task ends the wait.
+        if let Ok(payload) = e.try_into_panic() {
+            std::panic::resume_unwind(payload);
+        }
+    }
+}
+
 pub(crate) enum Listener {
     Uring(uring::Listener),
     Epoll(epoll::Listener),

@@ -596,6 +596,9 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let server = start(dir.path(), io, 1, 64);
             let addr = server.local_addr();
+            // One answered request: the accept loop (a task the worker spawns) is then surely
+            // waiting in its accept, not yet to start when the stop comes.
+            let _ = exchange(addr, "/a.txt");
             fault::arm(fault::Fault::StallStoppingAccept);
             let stopping = std::thread::spawn(move || server.shutdown());
             assert!(

@@ -216,7 +216,7 @@ pub(super) fn run<S, F>(
     log: Option<WorkerLog>,
     serve: S,
 ) where
-    S: Fn(ConnGuard, Socket) -> F,
+    S: Fn(ConnGuard, Socket) -> F + 'static,
     F: Future<Output = ()> + 'static,
 {
     let kind = shared.engine;
@@ -287,10 +287,16 @@ pub(super) fn run<S, F>(
                 }
             });
         }
-        accept_loop(&w, &listener, &serve).await;
-        // Closing our descriptor stops listening (a socket systemd passed stays bound in its
-        // hands, so a restart refuses no connection).
-        drop(listener);
+        {
+            let w = w.clone();
+            engine::run_as_task(async move {
+                accept_loop(&w, &listener, &serve).await;
+                // Closing our descriptor stops listening (a socket systemd passed stays bound
+                // in its hands, so a restart refuses no connection).
+                drop(listener);
+            })
+            .await;
+        }
         let ended = teardown(id, &w, grace).await;
         // After the drain: the last lines go to the writer.
         w.flush_log();
