@@ -501,7 +501,8 @@ mod tests {
     //! Panics, injected with [`fault`] (test builds only): a panic in a connection ends that
     //! connection; a panic in a worker's own loop ends the process with
     //! [`EXIT_WORKER_PANIC`]. The second runs in a child process (this test binary, run
-    //! again for one ignored test), since it is meant to end the process.
+    //! again for one ignored test), since it is meant to end the process. And the races
+    //! that only the server's internals let a test provoke surely.
 
     use super::*;
     use std::io::{Read, Write};
@@ -668,6 +669,38 @@ mod tests {
                 "{io}: the child took {:?} to exit",
                 started.elapsed()
             );
+        }
+    }
+
+    /// A connection that closes after its answer, while bytes the server never read wait on
+    /// its socket: closing it resets the connection, and the kernel drops what it still
+    /// holds unsent. The answer's last segment is held for the FIN (MSG_MORE, see
+    /// `Wire::flush`), so it must leave with a shutdown before the close. The head fills
+    /// the first receive exactly, so the bytes after it stay in the kernel, not in the
+    /// server's buffer (where they would be drained before the close).
+    #[test]
+    fn a_closing_answer_reaches_a_client_that_sent_more_than_was_read() {
+        for io in [Io::Uring, Io::Epoll] {
+            let dir = tempfile::tempdir().unwrap();
+            let server = start(dir.path(), io, 1, 64);
+            let start = "GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-Pad: ";
+            let end = "\r\n\r\n";
+            let pad = recv_buf::INITIAL_RECV_BYTES - start.len() - end.len();
+            let head = format!("{start}{}{end}", "p".repeat(pad));
+            assert_eq!(head.len(), recv_buf::INITIAL_RECV_BYTES);
+            let mut s = TcpStream::connect(server.local_addr()).unwrap();
+            // One write: with TCP_DEFER_ACCEPT the connection is handed over with all of it.
+            s.write_all(format!("{head}{}", "z".repeat(1000)).as_bytes())
+                .unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut out = Vec::new();
+            let res = s.read_to_end(&mut out);
+            let out = String::from_utf8_lossy(&out);
+            assert!(
+                out.starts_with("HTTP/1.1 200 OK\r\n") && out.ends_with("\r\n\r\nalpha\n"),
+                "{io:?}: the answer was lost ({res:?}): {out:?}"
+            );
+            assert!(server.shutdown(), "{io:?}: a worker did not end cleanly");
         }
     }
 

@@ -197,18 +197,32 @@ impl Wire {
     }
 
     /// Sends everything queued. `more`: a body follows by sendfile.
+    ///
+    /// Before a close ([`Wire::will_close`]) the last answer goes with MSG_MORE and is
+    /// followed by a shutdown of the sending side: the kernel holds the answer's last
+    /// segment until the shutdown and sends the FIN in it, instead of a segment of its own
+    /// that the client must acknowledge as well: one segment less for every connection that
+    /// closes after its answer. The shutdown, rather than the close that follows, sends
+    /// them: a close with unread bytes on the socket resets the connection and drops the
+    /// held segment unsent.
     pub(crate) async fn flush(&mut self, more: bool) -> io::Result<()> {
         let timeout = self.send_timeout;
+        let hold = more || self.closing;
+        let mut sent_any = false;
         loop {
             let batch = self.batch.take().expect("no send in flight");
             if batch.is_empty() {
                 self.batch = Some(batch);
                 self.queued = 0;
+                if sent_any && self.closing && !more {
+                    self.sock.shutdown(Shutdown::Write);
+                }
                 return Ok(());
             }
             self.timer.as_mut().reset(Instant::now() + timeout);
             self.sending();
-            let send = self.sock.send(batch, more, more || self.closing);
+            sent_any = true;
+            let send = self.sock.send(batch, hold, hold);
             tokio::pin!(send);
             let (res, mut batch) = tokio::select! {
                 biased;

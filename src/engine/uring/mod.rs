@@ -420,8 +420,9 @@ impl Socket {
     }
 
     /// Sends what `batch` holds, once; may send less than all of it (see
-    /// [`SendBatch::consume`]). `more` (MSG_MORE) tells the kernel a body follows at once
-    /// (by sendfile), so the head need not go out in a packet of its own.
+    /// [`SendBatch::consume`]). `more` (MSG_MORE) tells the kernel something follows at once
+    /// (a body by sendfile, or the FIN of a shutdown), so this need not go out in a packet
+    /// of its own.
     ///
     /// `now`: try a plain non-blocking `sendmsg(2)` first, and use the ring only if the
     /// socket is full. Worth it when nothing else goes on the ring after this send (a body
