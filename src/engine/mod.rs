@@ -289,7 +289,7 @@ impl Listener {
     /// Wraps a bound, listening socket; call on the worker's runtime.
     pub(crate) fn new(kind: Kind, listener: std::net::TcpListener) -> io::Result<Listener> {
         Ok(match kind {
-            Kind::Uring(_) => Listener::Uring(uring::Listener::new(listener)),
+            Kind::Uring(_) => Listener::Uring(uring::Listener::new(listener)?),
             Kind::Epoll => Listener::Epoll(epoll::Listener::new(listener)?),
         })
     }

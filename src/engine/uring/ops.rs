@@ -58,13 +58,18 @@ impl Drop for Counted {
 struct Give<D>(PhantomData<D>);
 
 impl<D> OneshotOutputTransform for Give<D> {
-    type Output = (io::Result<u32>, D);
+    /// The result, the completion's flags, and the stable data.
+    type Output = (io::Result<u32>, u32, D);
     type StoredData = (D, Counted);
 
     fn transform_oneshot_output(self, data: (D, Counted), cqe: cqueue::Entry) -> Self::Output {
-        (result(&cqe), data.0)
+        (result(&cqe), cqe.flags(), data.0)
     }
 }
+
+/// IORING_CQE_F_SOCK_NONEMPTY (not named by io-uring 0.6): on an ACCEPT's completion, more
+/// connections wait in the backlog (Linux 6.10 and later; never set before).
+const CQE_F_SOCK_NONEMPTY: u32 = 1 << 2;
 
 /// Submits `sqe` with `data` as its stable data and waits for its one completion, handing
 /// `data` back with the result.
@@ -82,12 +87,28 @@ async unsafe fn run<D: Unpin + 'static>(
     data: D,
     sqe: io_uring::squeue::Entry,
 ) -> (io::Result<u32>, D) {
+    // SAFETY: the caller's promise, passed on.
+    let (res, _, data) = unsafe { run_with_flags(data, sqe) }.await;
+    (res, data)
+}
+
+/// [`run`], also handing back the completion's flags.
+///
+/// # Safety
+///
+/// As for [`run`].
+async unsafe fn run_with_flags<D: Unpin + 'static>(
+    data: D,
+    sqe: io_uring::squeue::Entry,
+) -> (io::Result<u32>, u32, D) {
     UnsubmittedOneshot::new((data, Counted::new()), Give(PhantomData), sqe)
         .submit()
         .await
 }
 
-pub(super) async fn accept(listener: &Rc<OwnedFd>) -> io::Result<OwnedFd> {
+/// Accepts one connection through the ring; also whether the kernel said more are waiting
+/// in the backlog.
+pub(super) async fn accept(listener: &Rc<OwnedFd>) -> io::Result<(OwnedFd, bool)> {
     let fd = listener.clone();
     let sqe = opcode::Accept::new(
         types::Fd(fd.as_raw_fd()),
@@ -99,11 +120,12 @@ pub(super) async fn accept(listener: &Rc<OwnedFd>) -> io::Result<OwnedFd> {
     // SAFETY: the entry names the listener's fd, which `fd` (the stable data) keeps open;
     // the null address pointers ask for no peer address, so the kernel writes no memory of
     // ours. ACCEPT (not multishot) posts one completion.
-    let (res, _fd) = unsafe { run(fd, sqe) }.await;
+    let (res, flags, _fd) = unsafe { run_with_flags(fd, sqe) }.await;
     let raw = res? as i32;
     // SAFETY: a successful ACCEPT completion's result is a new file descriptor that nothing
     // else in this process owns; we take sole ownership of it here.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    Ok((fd, flags & CQE_F_SOCK_NONEMPTY != 0))
 }
 
 struct RecvData {
