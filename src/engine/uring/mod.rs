@@ -374,7 +374,8 @@ pub(crate) async fn read_at(
     ops::read_at(fd, buf, offset, len).await
 }
 
-/// A listening socket whose accepts go through the ring.
+/// A listening socket whose accepts go through the ring, and directly while the kernel says
+/// its backlog holds more (see [`Listener::accept`]).
 pub(crate) struct Listener {
     fd: Rc<OwnedFd>,
     /// Direct `accept4` calls left before the next accept goes through the ring.
