@@ -111,8 +111,9 @@ impl SendBatch {
 
     /// Sends what fits of the queued pieces with one non-blocking `sendmsg(2)` on `fd`, now,
     /// without the ring; `ErrorKind::WouldBlock` when the socket has no room. `more`:
-    /// MSG_MORE (a body by sendfile or the FIN of a shutdown follows). At most [`SEND_NOW_IOVECS`] pieces go per call;
-    /// the caller sends the rest after [`SendBatch::consume`].
+    /// MSG_MORE (a body by sendfile or the FIN of a shutdown follows). At most
+    /// [`SEND_NOW_IOVECS`] pieces go per call; the caller sends the rest after
+    /// [`SendBatch::consume`].
     pub(crate) fn send_now(&self, fd: BorrowedFd<'_>, more: bool) -> io::Result<usize> {
         let mut flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
         if more {

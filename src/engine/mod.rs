@@ -331,11 +331,12 @@ impl Socket {
         }
     }
 
-    /// Sends what `batch` holds, once; may send less than all of it. `more`: something follows
-    /// at once, a body by sendfile or the FIN of a shutdown (MSG_MORE). `now`: nothing waits on the ring after this send (a body by
-    /// sendfile follows, or the connection closes), so a plain non-blocking `sendmsg(2)` is
-    /// tried first; otherwise the io_uring engine sends on the ring, in the same submission
-    /// as the receive that follows (the epoll engine always sends directly).
+    /// Sends what `batch` holds, once; may send less than all of it. `more`: something
+    /// follows at once, a body by sendfile or the FIN of a shutdown (MSG_MORE). `now`:
+    /// nothing waits on the ring after this send (a body by sendfile follows, or the
+    /// connection closes), so a plain non-blocking `sendmsg(2)` is tried first; otherwise the
+    /// io_uring engine sends on the ring, in the same submission as the receive that follows
+    /// (the epoll engine always sends directly).
     pub(crate) async fn send(
         &self,
         batch: SendBatch,

@@ -236,13 +236,7 @@ fn a_cold_file_on_a_slow_disk_does_not_stall_the_worker() {
             evict(&cold);
         }
         let read_before = group.read_bytes(&dev);
-        let quiet = Probe::quiet(
-            srv.addr,
-            "/small.txt",
-            &warm.body,
-            PROBE_INTERVAL,
-            Duration::from_secs(1),
-        );
+        let quiet = Probe::quiet(srv.addr, "/small.txt", &warm.body, PROBE_INTERVAL);
         let limit = stall_limit(&quiet);
         let probe = Probe::start(srv.addr, "/small.txt", &warm.body, PROBE_INTERVAL);
         std::thread::sleep(Duration::from_millis(200));

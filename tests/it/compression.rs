@@ -545,13 +545,7 @@ fn a_flood_of_first_requests_does_not_delay_another_client() {
     let mut seen = Vec::new();
     for attempt in 0..ATTEMPTS {
         // The same probe first without the flood: what this machine gives now.
-        let quiet = Probe::quiet(
-            t.addr,
-            "/probe.txt",
-            b"probe\n",
-            Duration::from_millis(10),
-            Duration::from_secs(1),
-        );
+        let quiet = Probe::quiet(t.addr, "/probe.txt", b"probe\n", Duration::from_millis(10));
         let limit = stall_limit(&quiet);
         let probe = Probe::start(t.addr, "/probe.txt", b"probe\n", Duration::from_millis(10));
         // A client asks for every file once, as fast as it can: each file is queued for

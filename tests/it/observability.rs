@@ -470,7 +470,6 @@ fn a_log_that_never_drains_drops_lines_without_slowing_serving() {
         "/index.html",
         b"<h1>home</h1>\n",
         Duration::from_millis(10),
-        Duration::from_secs(1),
     );
     let limit = stall_limit(&quiet);
     // Long user agents make long lines: a few hundred fill the pipe and the queue.
