@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# The floor under fserve's CPU per request, beside nginx: how much of fserve's cost on 1 KiB
-# keep-alive requests is its own code, how much tokio-uring's runtime, and what a ring loop
-# written by hand (or tokio-uring patched for multishot receives or GETEVENTS waits) would
-# save. The responders are in benches/ring-floor/ (see its doc comment); they answer every
-# request with the same 1 KiB, parse nothing, and are not servers anyone should run.
+# The floor under fserve's CPU per request, beside nginx: how much of fserve's cost is its own
+# code, how much tokio-uring's runtime, and what a ring loop written by hand (or tokio-uring
+# patched for multishot receives or GETEVENTS waits) would save; and, for larger bodies, what
+# the kernel's path for the body costs when nothing else is done (sendfile from a memory file,
+# fserve's way for cached files, against vmsplice of huge-page memory). The responders are in
+# benches/ring-floor/ (see its doc comment); they answer every request with the same bytes,
+# parse nothing, and are not servers anyone should run.
 #
 # Usage:  benches/ring-floor.sh [--quick]
 #   (no flag)  ROUNDS (11) alternated rounds of every slot, DURATION (3s) each after a 1 s
 #              warm-up; 1 server thread on CPU 0, wrk -t1 -c64 on CPU 1
 #   --quick    1 round of 1 s, for CI: fails only if a slot does not start or answer
-# Environment: ROUNDS, DURATION, SLOTS (default: nginx fserve raw raw-multishot raw-enter
-# tokio-uring tokio-uring-timers), FSERVE_BIN (default: cargo build --release).
+# Environment: ROUNDS, DURATION, BODY_BYTES (1024: the size of the file every slot serves),
+# SLOTS (default with BODY_BYTES 1024: nginx fserve raw raw-multishot raw-enter tokio-uring
+# tokio-uring-timers; with another size: nginx fserve sendfile-memfd vmsplice-thp, since the
+# ring responders answer 1 KiB only; on request: fserve-epoll, fserve on its fallback engine;
+# raw-defer (1 KiB only); ring-sendfile and ring-sendfile-defer, any size),
+# FSERVE_BIN (default: cargo build --release).
 #
 # Prints, per slot, the median CPU-µs per request (the server's utime+stime from /proc over
 # the measured run, divided by the requests wrk completed) and the median of the per-round
@@ -27,7 +33,20 @@ if ((QUICK)); then
 else
     ROUNDS=${ROUNDS:-11} DURATION=${DURATION:-3s} WARMUP=1
 fi
-SLOTS=${SLOTS:-nginx fserve raw raw-multishot raw-enter tokio-uring tokio-uring-timers}
+BODY_BYTES=${BODY_BYTES:-1024}
+if [[ $BODY_BYTES == 1024 ]]; then
+    SLOTS=${SLOTS:-nginx fserve raw raw-multishot raw-enter tokio-uring tokio-uring-timers}
+else
+    SLOTS=${SLOTS:-nginx fserve sendfile-memfd vmsplice-thp}
+    for slot in $SLOTS; do
+        case $slot in
+            raw* | tokio-uring*)
+                echo "ring-floor: slot $slot answers 1 KiB only; with BODY_BYTES=$BODY_BYTES choose among nginx fserve fserve-epoll sendfile-memfd vmsplice-thp ring-sendfile ring-sendfile-defer" >&2
+                exit 2
+                ;;
+        esac
+    done
+fi
 for tool in nginx wrk taskset curl; do
     command -v "$tool" >/dev/null || {
         echo "ring-floor: $tool is missing; install nginx-light, wrk, util-linux and curl (apt-get install)" >&2
@@ -52,7 +71,7 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir -p "$WORK/site" "$WORK/nginx"
-head -c 1024 /dev/zero | tr '\0' x >"$WORK/site/small.txt"
+head -c "$BODY_BYTES" /dev/zero | tr '\0' x >"$WORK/site/body.txt"
 PORT=18480
 cp /etc/nginx/mime.types "$WORK/nginx/mime.types"
 sed -e "s|@WORKERS@|1|g" -e "s|@AFFINITY@|1|g" -e "s|@NOFILE@|4096|g" \
@@ -77,19 +96,21 @@ start() { # SLOT -> sets SPID, the process whose CPU is counted
                 sleep 0.1
             done
             ;;
-        fserve)
+        fserve | fserve-epoll)
+            local io=uring
+            [[ $1 == fserve-epoll ]] && io=epoll
             taskset -c 0 "$FSERVE_BIN" "$WORK/site" --bind 127.0.0.1 --port "$PORT" --threads 1 \
-                >/dev/null 2>"$WORK/$1.err" &
+                --io "$io" >/dev/null 2>"$WORK/$1.err" &
             SPID=$!
             ;;
         *)
-            taskset -c 0 "$FLOOR" "$1" "$PORT" 2>"$WORK/$1.err" &
+            taskset -c 0 "$FLOOR" "$1" "$PORT" "$BODY_BYTES" 2>"$WORK/$1.err" &
             SPID=$!
             ;;
     esac
     PIDS+=("$SPID")
     for _ in $(seq 50); do
-        code=$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/small.txt" || true)
+        code=$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/body.txt" || true)
         [[ $code == 200 ]] && return 0
         sleep 0.1
     done
@@ -115,7 +136,7 @@ RAW=$WORK/raw.tsv
 for round in $(seq "$ROUNDS"); do
     for slot in $SLOTS; do
         start "$slot"
-        url=http://127.0.0.1:$PORT/small.txt
+        url=http://127.0.0.1:$PORT/body.txt
         [[ $WARMUP == 0 ]] || taskset -c 1 wrk -t1 -c64 -d"$WARMUP"s "$url" >/dev/null
         t0=$(ticks "$SPID")
         out=$(taskset -c 1 wrk -t1 -c64 -d"$DURATION" "$url")

@@ -1,8 +1,8 @@
 //! The floor under fserve's CPU per request: minimal HTTP/1.1 keep-alive responders that do
-//! only what any io_uring server must (receive a request, send a fixed 1 KiB answer), with
-//! none of fserve's HTTP work. benches/ring-floor.sh runs them beside nginx and fserve.
+//! only what any server must (receive a request, send a fixed answer: 1 KiB on the ring, any
+//! size on the body responders), with none of fserve's HTTP work. benches/ring-floor.sh runs them beside nginx and fserve.
 //!
-//! `ring-floor MODE PORT`, MODE one of:
+//! `ring-floor MODE PORT [BODY_BYTES]`, MODE one of:
 //! - `raw`: a hand-written ring loop, one RECV per request and one SEND per answer, parked
 //!   in epoll on the ring's fd between batches (tokio-uring's way of waiting);
 //! - `raw-multishot`: the same with one multishot RECV per connection into a provided-buffer
@@ -10,7 +10,19 @@
 //! - `raw-enter`: `raw`, but waiting in `io_uring_enter(GETEVENTS)` instead of epoll;
 //! - `tokio-uring`: a task per connection on tokio-uring 0.5, one read and one write op each;
 //! - `tokio-uring-timers`: that, with a per-connection tokio timer reset before every wait
-//!   (as fserve bounds every receive and send).
+//!   (as fserve bounds every receive and send);
+//! - `raw-defer`: `raw-enter` on a ring set up with IORING_SETUP_DEFER_TASKRUN, whose
+//!   completions wait for the loop's next `io_uring_enter` instead of interrupting it (what a
+//!   patched tokio-uring driver could use);
+//! - `ring-sendfile`: `raw`'s ring receives, but each answer (BODY_BYTES, default 1024) goes
+//!   by a direct `sendfile` from a memory file, and a full socket is waited for by a ring
+//!   poll: the shape of fserve's io_uring engine for cached files of 8 KiB and more;
+//! - `ring-sendfile-defer`: that, on a DEFER_TASKRUN ring waited on in `io_uring_enter`;
+//! - `sendfile-memfd`: an epoll loop answering with BODY_BYTES (default 1024) by one
+//!   `sendfile` of head and body from a memory file, as fserve sends cached files of 8 KiB
+//!   and more;
+//! - `vmsplice-thp`: the same loop, the answer in anonymous memory on a transparent huge
+//!   page, `vmsplice`d into a pipe of the connection's and `splice`d into the socket.
 //!
 //! A request is counted at each blank line that ends a head (no bodies, no parsing): enough
 //! for wrk's GETs, and nothing a real server could skip.
@@ -49,22 +61,38 @@ fn heads_ended(tail: &mut [u8; 3], data: &[u8]) -> usize {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let (mode, port) = match &args[..] {
-        [_, mode, port] => (mode.as_str(), port.parse::<u16>().expect("PORT: a number")),
+    let (mode, port, body_bytes) = match &args[..] {
+        [_, mode, port] => (
+            mode.as_str(),
+            port.parse::<u16>().expect("PORT: a number"),
+            1024,
+        ),
+        [_, mode, port, body] => (
+            mode.as_str(),
+            port.parse::<u16>().expect("PORT: a number"),
+            body.parse::<usize>().expect("BODY_BYTES: a number"),
+        ),
         _ => {
             eprintln!(
-                "usage: ring-floor raw|raw-multishot|raw-enter|tokio-uring|tokio-uring-timers PORT"
+                "usage: ring-floor raw|raw-multishot|raw-enter|tokio-uring|tokio-uring-timers PORT\n       \
+                 ring-floor raw-defer PORT\n       \
+                 ring-floor sendfile-memfd|vmsplice-thp|ring-sendfile|ring-sendfile-defer PORT [BODY_BYTES]"
             );
             std::process::exit(2);
         }
     };
     let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind 127.0.0.1:PORT");
     match mode {
-        "raw" => raw::run(listener, false, false),
-        "raw-multishot" => raw::run(listener, true, false),
-        "raw-enter" => raw::run(listener, false, true),
+        "raw" => raw::run(listener, raw::Opts::default()),
+        "raw-multishot" => raw::run(listener, raw::Opts::multishot()),
+        "raw-enter" => raw::run(listener, raw::Opts::enter()),
+        "raw-defer" => raw::run(listener, raw::Opts::defer()),
+        "ring-sendfile" => raw::run(listener, raw::Opts::sendfile(body_bytes, false)),
+        "ring-sendfile-defer" => raw::run(listener, raw::Opts::sendfile(body_bytes, true)),
         "tokio-uring" => on_tokio_uring(listener, false),
         "tokio-uring-timers" => on_tokio_uring(listener, true),
+        "sendfile-memfd" => body::run(listener, body::Source::SendfileMemfd, body_bytes),
+        "vmsplice-thp" => body::run(listener, body::Source::VmspliceThp, body_bytes),
         other => panic!("unknown mode {other}"),
     }
     .expect("ring-floor failed");
@@ -138,6 +166,49 @@ mod raw {
     const ACCEPT: u64 = 1;
     const RECV: u64 = 2;
     const SEND: u64 = 3;
+    const WRITABLE: u64 = 4;
+
+    /// How the loop runs.
+    #[derive(Default)]
+    pub(super) struct Opts {
+        multishot: bool,
+        /// Wait in io_uring_enter(GETEVENTS) rather than in epoll on the ring's fd.
+        enter: bool,
+        /// IORING_SETUP_DEFER_TASKRUN (with `enter`: deferred work runs only there).
+        defer: bool,
+        /// Answer with this many body bytes by sendfile from a memory file, not a ring send.
+        sendfile: Option<usize>,
+    }
+
+    impl Opts {
+        pub(super) fn multishot() -> Opts {
+            Opts {
+                multishot: true,
+                ..Opts::default()
+            }
+        }
+        pub(super) fn enter() -> Opts {
+            Opts {
+                enter: true,
+                ..Opts::default()
+            }
+        }
+        pub(super) fn defer() -> Opts {
+            Opts {
+                enter: true,
+                defer: true,
+                ..Opts::default()
+            }
+        }
+        pub(super) fn sendfile(body: usize, defer: bool) -> Opts {
+            Opts {
+                enter: defer,
+                defer,
+                sendfile: Some(body),
+                ..Opts::default()
+            }
+        }
+    }
     /// Provided buffers (a power of two) and their size, for the multishot receive.
     const BUFS: u16 = 4096;
     const BUF_LEN: usize = 2048;
@@ -150,6 +221,9 @@ mod raw {
         buf: Vec<u8>,
         tail: [u8; 3],
         sends_in_flight: usize,
+        /// Sendfile answers owed, and how far into the current one.
+        owed: usize,
+        pos: usize,
     }
 
     fn user_data(kind: u64, generation: u32, fd: RawFd) -> u64 {
@@ -162,6 +236,8 @@ mod raw {
         generation: u32,
         multishot: bool,
         answer: &'static [u8],
+        /// The sendfile answer: a memory file holding head and body, and its length.
+        file: Option<(std::fs::File, usize)>,
     }
 
     impl Loop {
@@ -205,6 +281,40 @@ mod raw {
             self.push(e.user_data(ud))
         }
 
+        /// Sends what `fd` owes by sendfile; a full socket is waited for by a ring poll, and
+        /// once nothing is owed the next receive goes.
+        fn pump(&mut self, fd: RawFd) -> io::Result<()> {
+            let (file, len) = self.file.as_ref().expect("a sendfile loop");
+            let (mfd, len) = (file.as_raw_fd(), *len);
+            let Some(c) = self.conns[fd as usize].as_mut() else {
+                return Ok(());
+            };
+            while c.owed > 0 {
+                let mut off = c.pos as libc::off_t;
+                // SAFETY: both descriptors are open; `off` is a live local.
+                let n = unsafe { libc::sendfile(fd, mfd, &mut off, len - c.pos) };
+                if n < 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        let ud = user_data(WRITABLE, c.generation, fd);
+                        let e = opcode::PollAdd::new(types::Fd(fd), libc::POLLOUT as u32)
+                            .build()
+                            .user_data(ud);
+                        return self.push(e);
+                    }
+                    // Nothing of this connection's is in flight here: close it.
+                    self.close(fd);
+                    return Ok(());
+                }
+                c.pos += n as usize;
+                if c.pos == len {
+                    c.pos = 0;
+                    c.owed -= 1;
+                }
+            }
+            self.post_recv(fd)
+        }
+
         fn close(&mut self, fd: RawFd) {
             if self.conns[fd as usize].take().is_some() {
                 // SAFETY: `fd` is the connection's own descriptor, closed once (its slot is
@@ -214,18 +324,42 @@ mod raw {
         }
     }
 
-    pub(super) fn run(listener: TcpListener, multishot: bool, enter: bool) -> io::Result<()> {
+    pub(super) fn run(listener: TcpListener, opts: Opts) -> io::Result<()> {
+        let Opts {
+            multishot,
+            enter,
+            defer,
+            sendfile,
+        } = opts;
         let mut setup = IoUring::builder();
-        setup
-            .setup_coop_taskrun()
-            .setup_taskrun_flag()
-            .setup_single_issuer();
+        if defer {
+            setup.setup_defer_taskrun();
+        } else {
+            setup.setup_coop_taskrun().setup_taskrun_flag();
+        }
+        setup.setup_single_issuer();
+        let file = match sendfile {
+            Some(body) => {
+                let mut bytes = format!(
+                    "HTTP/1.1 200 OK\r\nServer: ring-floor\r\nContent-Type: \
+                     application/octet-stream\r\nContent-Length: {body}\r\n\
+                     Date: Wed, 02 Dec 2026 12:00:00 GMT\r\n\r\n"
+                )
+                .into_bytes();
+                bytes.resize(bytes.len() + body, b'x');
+                let mut file = body::memory_file()?;
+                io::Write::write_all(&mut file, &bytes)?;
+                Some((file, bytes.len()))
+            }
+            None => None,
+        };
         let mut lp = Loop {
             ring: setup.build(4096)?,
             conns: Vec::new(),
             generation: 0,
             multishot,
             answer: answer(),
+            file,
         };
         let lfd = listener.as_raw_fd();
 
@@ -341,6 +475,8 @@ mod raw {
                                 },
                                 tail: [0; 3],
                                 sends_in_flight: 0,
+                                owed: 0,
+                                pos: 0,
                             });
                             lp.post_recv(c)?;
                         }
@@ -376,6 +512,15 @@ mod raw {
                             }
                             None => heads_ended(&mut c.tail, &c.buf[..n]),
                         };
+                        if lp.file.is_some() {
+                            c.owed += heads;
+                            if heads == 0 {
+                                lp.post_recv(fd)?;
+                            } else {
+                                lp.pump(fd)?;
+                            }
+                            continue;
+                        }
                         c.sends_in_flight += heads;
                         let ud = user_data(SEND, c.generation, fd);
                         for _ in 0..heads {
@@ -410,7 +555,280 @@ mod raw {
                             lp.post_recv(fd)?;
                         }
                     }
+                    WRITABLE => {
+                        if mine(&lp) {
+                            lp.pump(fd)?;
+                        }
+                    }
                     _ => unreachable!("unknown completion"),
+                }
+            }
+        }
+    }
+}
+
+/// Responders for a body of any size from memory the process owns, on a plain epoll loop
+/// (no ring: the body's path is what is measured). Each answers every request with the same
+/// head and `body` bytes, either by one `sendfile` from a memory file (fserve's way for
+/// cached files of 8 KiB and more) or by `vmsplice` of anonymous memory backed by a
+/// transparent huge page into a pipe of the connection's, then `splice` from that pipe into
+/// the socket (the alternative measured against it).
+mod body {
+    use super::*;
+    use std::os::fd::{FromRawFd, OwnedFd};
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub enum Source {
+        SendfileMemfd,
+        VmspliceThp,
+    }
+
+    /// A huge page: the anonymous region is aligned to it and asks for it.
+    const HUGE: usize = 2 << 20;
+    /// The connection's pipe holds a whole answer, so one splice sends it.
+    const PIPE_BYTES: libc::c_int = 1 << 20;
+
+    /// The answer's bytes, where the kernel can take them without a copy.
+    struct Answer {
+        len: usize,
+        /// For `SendfileMemfd`.
+        memfd: Option<OwnedFd>,
+        /// For `VmspliceThp`: the answer's first byte, in a mapping never unmapped or
+        /// written after it is filled.
+        base: *const u8,
+    }
+
+    fn os<T: PartialOrd + Default>(r: T) -> io::Result<T> {
+        if r < T::default() {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    }
+
+    /// A new memory file.
+    pub(super) fn memory_file() -> io::Result<std::fs::File> {
+        // SAFETY: the name is a NUL-terminated literal; no other memory is passed.
+        let fd = os(unsafe { libc::memfd_create(c"ring-floor".as_ptr(), 0) })?;
+        // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
+        Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn answer(source: Source, body: usize) -> io::Result<Answer> {
+        let mut bytes = format!(
+            "HTTP/1.1 200 OK\r\nServer: ring-floor\r\nContent-Type: application/octet-stream\r\n\
+             Content-Length: {body}\r\nDate: Wed, 02 Dec 2026 12:00:00 GMT\r\n\r\n"
+        )
+        .into_bytes();
+        bytes.resize(bytes.len() + body, b'x');
+        match source {
+            Source::SendfileMemfd => {
+                let mut file = memory_file()?;
+                io::Write::write_all(&mut file, &bytes)?;
+                Ok(Answer {
+                    len: bytes.len(),
+                    memfd: Some(file.into()),
+                    base: std::ptr::null(),
+                })
+            }
+            Source::VmspliceThp => {
+                let span = bytes.len().next_multiple_of(HUGE);
+                // SAFETY: a new anonymous private mapping; it aliases nothing.
+                let map = unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        span + HUGE,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    )
+                };
+                if map == libc::MAP_FAILED {
+                    return Err(io::Error::last_os_error());
+                }
+                let aligned = (map as usize).next_multiple_of(HUGE) as *mut u8;
+                // SAFETY: `aligned..aligned + span` lies inside the mapping made above.
+                os(unsafe { libc::madvise(aligned.cast(), span, libc::MADV_HUGEPAGE) })?;
+                // SAFETY: the mapping is writable, `span` ≥ the answer's length, and nothing
+                // else refers to it yet.
+                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), aligned, bytes.len()) };
+                Ok(Answer {
+                    len: bytes.len(),
+                    memfd: None,
+                    base: aligned,
+                })
+            }
+        }
+    }
+
+    struct Conn {
+        fd: OwnedFd,
+        tail: [u8; 3],
+        /// Answers owed.
+        owed: usize,
+        /// Bytes of the current answer handed to the kernel (sent, or in the pipe).
+        pos: usize,
+        /// Bytes of the current answer in the pipe, not yet in the socket.
+        in_pipe: usize,
+        pipe: Option<(OwnedFd, OwnedFd)>,
+    }
+
+    enum Pumped {
+        Done,
+        Full,
+        Closed,
+    }
+
+    fn pump(c: &mut Conn, a: &Answer) -> io::Result<Pumped> {
+        let sock = c.fd.as_raw_fd();
+        while c.owed > 0 {
+            if let Some(memfd) = &a.memfd {
+                let mut off = c.pos as libc::off_t;
+                // SAFETY: both descriptors are open and owned here; `off` is a local.
+                let n = unsafe { libc::sendfile(sock, memfd.as_raw_fd(), &mut off, a.len - c.pos) };
+                match os(n) {
+                    Ok(n) => c.pos += n as usize,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Pumped::Full),
+                    Err(_) => return Ok(Pumped::Closed),
+                }
+            } else {
+                if c.pipe.is_none() {
+                    let mut p = [0; 2];
+                    // SAFETY: `p` has room for the two descriptors pipe2 writes.
+                    os(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
+                    // SAFETY: pipe2 just returned both descriptors; each is owned once.
+                    let (r, w) =
+                        unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+                    // SAFETY: a plain fcntl on a descriptor owned here.
+                    os(unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) })?;
+                    c.pipe = Some((r, w));
+                }
+                let (r, w) = c.pipe.as_ref().expect("made above");
+                if c.in_pipe == 0 {
+                    let iov = libc::iovec {
+                        // SAFETY: `pos` < the answer's length, inside the mapping.
+                        iov_base: unsafe { a.base.add(c.pos) } as *mut libc::c_void,
+                        iov_len: a.len - c.pos,
+                    };
+                    // SAFETY: the iovec names the answer's mapping, which is never written or
+                    // unmapped again, so the pages the pipe and the socket keep references
+                    // to never change under them.
+                    let n =
+                        unsafe { libc::vmsplice(w.as_raw_fd(), &iov, 1, libc::SPLICE_F_NONBLOCK) };
+                    let n = os(n)? as usize;
+                    c.pos += n;
+                    c.in_pipe = n;
+                }
+                // SAFETY: both descriptors are open and owned here; no offsets are passed.
+                let n = unsafe {
+                    libc::splice(
+                        r.as_raw_fd(),
+                        std::ptr::null_mut(),
+                        sock,
+                        std::ptr::null_mut(),
+                        c.in_pipe,
+                        libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE,
+                    )
+                };
+                match os(n) {
+                    Ok(n) => c.in_pipe -= n as usize,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Pumped::Full),
+                    Err(_) => return Ok(Pumped::Closed),
+                }
+            }
+            if c.pos == a.len && c.in_pipe == 0 {
+                c.owed -= 1;
+                c.pos = 0;
+            }
+        }
+        Ok(Pumped::Done)
+    }
+
+    pub fn run(listener: TcpListener, source: Source, body: usize) -> io::Result<()> {
+        let a = answer(source, body)?;
+        if source == Source::VmspliceThp {
+            let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+            let huge = rollup
+                .lines()
+                .find(|l| l.starts_with("AnonHugePages"))
+                .unwrap_or("?");
+            eprintln!(
+                "ring-floor: {}",
+                huge.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
+        }
+        listener.set_nonblocking(true)?;
+        // SAFETY: epoll_create1 takes no memory of ours.
+        let ep = unsafe { OwnedFd::from_raw_fd(os(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
+        let add = |fd: RawFd, token: u64, events: u32| -> io::Result<()> {
+            let mut ev = libc::epoll_event { events, u64: token };
+            // SAFETY: `ev` is a local the kernel copies; both descriptors are open.
+            os(unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) })?;
+            Ok(())
+        };
+        add(listener.as_raw_fd(), u64::MAX, libc::EPOLLIN as u32)?;
+        let mut conns: Vec<Option<Conn>> = Vec::new();
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+        let mut buf = vec![0u8; 4096];
+        loop {
+            // SAFETY: `events` has room for the 256 entries the kernel may write.
+            let n = unsafe { libc::epoll_wait(ep.as_raw_fd(), events.as_mut_ptr(), 256, -1) };
+            let n = match os(n) {
+                Ok(n) => n as usize,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            for ev in &events[..n] {
+                let token = ev.u64;
+                if token == u64::MAX {
+                    while let Ok((sock, _)) = listener.accept() {
+                        sock.set_nonblocking(true)?;
+                        sock.set_nodelay(true)?;
+                        let slot = conns.iter().position(Option::is_none).unwrap_or_else(|| {
+                            conns.push(None);
+                            conns.len() - 1
+                        });
+                        let fd = OwnedFd::from(sock);
+                        let events = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLET) as u32;
+                        add(fd.as_raw_fd(), slot as u64, events)?;
+                        conns[slot] = Some(Conn {
+                            fd,
+                            tail: [0; 3],
+                            owed: 0,
+                            pos: 0,
+                            in_pipe: 0,
+                            pipe: None,
+                        });
+                    }
+                    continue;
+                }
+                let slot = token as usize;
+                let Some(c) = conns[slot].as_mut() else {
+                    continue;
+                };
+                let mut open = !matches!(pump(c, &a)?, Pumped::Closed);
+                while open {
+                    // SAFETY: `buf` is a live buffer of the length passed; the fd is open.
+                    let got = unsafe {
+                        libc::recv(c.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
+                    };
+                    match os(got).map(|n| n as usize) {
+                        Ok(0) => open = false,
+                        Ok(n) => {
+                            c.owed += heads_ended(&mut c.tail, &buf[..n]);
+                            match pump(c, &a)? {
+                                Pumped::Closed => open = false,
+                                Pumped::Full | Pumped::Done => {}
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => open = false,
+                    }
+                }
+                if !open {
+                    // Closing the socket also takes it out of the epoll set.
+                    conns[slot] = None;
                 }
             }
         }
