@@ -15,7 +15,8 @@
 # SLOTS (default with BODY_BYTES 1024: nginx fserve raw raw-multishot raw-enter tokio-uring
 # tokio-uring-timers; with another size: nginx fserve sendfile-memfd vmsplice-thp, since the
 # ring responders answer 1 KiB only; on request: fserve-epoll, fserve on its fallback engine;
-# raw-defer (1 KiB only); ring-sendfile and ring-sendfile-defer, any size),
+# raw-defer and raw-defer-eventfd (1 KiB only); ring-sendfile, ring-sendfile-defer and
+# ring-sendfile-defer-eventfd, any size),
 # FSERVE_BIN (default: cargo build --release).
 #
 # Prints, per slot, the median CPU-µs per request (the server's utime+stime from /proc over
@@ -41,7 +42,7 @@ else
     for slot in $SLOTS; do
         case $slot in
             raw* | tokio-uring*)
-                echo "ring-floor: slot $slot answers 1 KiB only; with BODY_BYTES=$BODY_BYTES choose among nginx fserve fserve-epoll sendfile-memfd vmsplice-thp ring-sendfile ring-sendfile-defer" >&2
+                echo "ring-floor: slot $slot answers 1 KiB only; with BODY_BYTES=$BODY_BYTES choose among nginx fserve fserve-epoll sendfile-memfd vmsplice-thp ring-sendfile ring-sendfile-defer ring-sendfile-defer-eventfd" >&2
                 exit 2
                 ;;
         esac

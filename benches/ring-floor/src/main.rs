@@ -18,6 +18,10 @@
 //!   by a direct `sendfile` from a memory file, and a full socket is waited for by a ring
 //!   poll: the shape of fserve's io_uring engine for cached files of 8 KiB and more;
 //! - `ring-sendfile-defer`: that, on a DEFER_TASKRUN ring waited on in `io_uring_enter`;
+//! - `raw-defer-eventfd`, `ring-sendfile-defer-eventfd`: `raw-defer` and `ring-sendfile-defer`
+//!   waiting the only way a driver under tokio's epoll reactor can on a DEFER_TASKRUN ring: in
+//!   epoll on an eventfd registered with the ring (edge-triggered, never read), then an
+//!   `io_uring_enter(GETEVENTS)` that submits and runs the deferred completions;
 //! - `sendfile-memfd`: an epoll loop answering with BODY_BYTES (default 1024) by one
 //!   `sendfile` of head and body from a memory file, as fserve sends cached files of 8 KiB
 //!   and more;
@@ -75,8 +79,8 @@ fn main() {
         _ => {
             eprintln!(
                 "usage: ring-floor raw|raw-multishot|raw-enter|tokio-uring|tokio-uring-timers PORT\n       \
-                 ring-floor raw-defer PORT\n       \
-                 ring-floor sendfile-memfd|vmsplice-thp|ring-sendfile|ring-sendfile-defer PORT [BODY_BYTES]"
+                 ring-floor raw-defer|raw-defer-eventfd PORT\n       \
+                 ring-floor sendfile-memfd|vmsplice-thp|ring-sendfile|ring-sendfile-defer|ring-sendfile-defer-eventfd PORT [BODY_BYTES]"
             );
             std::process::exit(2);
         }
@@ -89,6 +93,11 @@ fn main() {
         "raw-defer" => raw::run(listener, raw::Opts::defer()),
         "ring-sendfile" => raw::run(listener, raw::Opts::sendfile(body_bytes, false)),
         "ring-sendfile-defer" => raw::run(listener, raw::Opts::sendfile(body_bytes, true)),
+        "raw-defer-eventfd" => raw::run(listener, raw::Opts::default().via_eventfd()),
+        "ring-sendfile-defer-eventfd" => raw::run(
+            listener,
+            raw::Opts::sendfile(body_bytes, true).via_eventfd(),
+        ),
         "tokio-uring" => on_tokio_uring(listener, false),
         "tokio-uring-timers" => on_tokio_uring(listener, true),
         "sendfile-memfd" => body::run(listener, body::Source::SendfileMemfd, body_bytes),
@@ -167,6 +176,8 @@ mod raw {
     const RECV: u64 = 2;
     const SEND: u64 = 3;
     const WRITABLE: u64 = 4;
+    /// IORING_ENTER_GETEVENTS (the io-uring crate keeps its constants private).
+    const GETEVENTS: u32 = 1;
 
     /// How the loop runs.
     #[derive(Default)]
@@ -176,6 +187,8 @@ mod raw {
         enter: bool,
         /// IORING_SETUP_DEFER_TASKRUN (with `enter`: deferred work runs only there).
         defer: bool,
+        /// With `defer` and not `enter`: wait in epoll on an eventfd registered with the ring.
+        eventfd: bool,
         /// Answer with this many body bytes by sendfile from a memory file, not a ring send.
         sendfile: Option<usize>,
     }
@@ -206,6 +219,15 @@ mod raw {
                 defer,
                 sendfile: Some(body),
                 ..Opts::default()
+            }
+        }
+        /// `self` on a DEFER_TASKRUN ring waited for through an eventfd in epoll.
+        pub(super) fn via_eventfd(self) -> Opts {
+            Opts {
+                enter: false,
+                defer: true,
+                eventfd: true,
+                ..self
             }
         }
     }
@@ -329,6 +351,7 @@ mod raw {
             multishot,
             enter,
             defer,
+            eventfd,
             sendfile,
         } = opts;
         let mut setup = IoUring::builder();
@@ -416,8 +439,19 @@ mod raw {
             events: libc::EPOLLIN as u32,
             u64: 0,
         };
+        let waited = if eventfd {
+            // SAFETY: a plain system call; the descriptor lives as long as the process.
+            let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+            assert!(efd >= 0, "eventfd: {}", io::Error::last_os_error());
+            lp.ring.submitter().register_eventfd(efd)?;
+            // Edge-triggered: every signal is an event, so the counter is never read.
+            ev.events |= libc::EPOLLET as u32;
+            efd
+        } else {
+            lp.ring.as_raw_fd()
+        };
         // SAFETY: as above; `ev` is a live local.
-        unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, lp.ring.as_raw_fd(), &mut ev) };
+        unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, waited, &mut ev) };
 
         lp.post_accept(lfd)?;
         let mut done: Vec<(u64, i32, u32)> = Vec::with_capacity(4096);
@@ -428,6 +462,26 @@ mod raw {
                     Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
                     Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
                     Err(e) => return Err(e),
+                }
+            } else if eventfd {
+                let to_submit = lp.ring.submission().len() as u32;
+                // SAFETY: no argument is passed; submits what is queued and runs the
+                // deferred completions without waiting for any.
+                match unsafe {
+                    lp.ring
+                        .submitter()
+                        .enter::<libc::sigset_t>(to_submit, 0, GETEVENTS, None)
+                } {
+                    Ok(_) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+                    Err(e) => return Err(e),
+                }
+                if lp.ring.completion().is_empty() {
+                    let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 4];
+                    // SAFETY: `evs` is a live local array of the length given.
+                    unsafe { libc::epoll_wait(epfd, evs.as_mut_ptr(), 4, -1) };
+                    continue;
                 }
             } else {
                 lp.ring.submit()?;
