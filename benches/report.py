@@ -482,7 +482,7 @@ def main():
         ("open-file limit (ulimit -n)", meta.get("nofile")),
         ("corpus", meta.get("corpus")),
     ]
-    intro = ("Produced by `benches/vs-nginx.sh` (method: shared BENCHMARKING.md). Each workload "
+    intro = ("Produced by `benches/vs-nginx.sh` (method: README.md, section Benchmark against nginx). Each workload "
              "ran against " + ", ".join(label(s) for s in slots) + " in turn, every round, on the "
              "same pinned CPUs, same files, same worker count; figures are medians over the "
              "rounds, and each ratio against nginx is the median of the ratios within each "
