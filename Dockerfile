@@ -35,6 +35,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY xtask/Cargo.toml ./xtask/
 COPY benches/ring-floor/Cargo.toml ./benches/ring-floor/
+# The patched io_uring runtime (Cargo.toml's [patch.crates-io]), built with the dependencies.
+COPY vendor ./vendor
 RUN mkdir -p src benches xtask/src benches/ring-floor/src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
