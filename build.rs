@@ -10,6 +10,11 @@
 //! 4. none: the version line then says only the version. A missing git never fails the build.
 //!
 //! It never reads the network, and runs git only to read.
+//!
+//! It also sets the cfg `fserve_vendored_uring` when this crate's directory holds
+//! vendor/tokio-uring, the patched runtime that Cargo.toml's `[patch.crates-io]` builds: only
+//! that runtime can wait on a DEFER_TASKRUN ring. The published crate leaves vendor/ out and
+//! builds tokio-uring from crates.io, so the engine keeps to COOP_TASKRUN there.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +28,11 @@ fn main() {
     let dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     println!("cargo:rerun-if-env-changed=FSERVE_GIT_COMMIT");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rustc-check-cfg=cfg(fserve_vendored_uring)");
+    println!("cargo:rerun-if-changed=vendor/tokio-uring/Cargo.toml");
+    if dir.join("vendor/tokio-uring/Cargo.toml").is_file() {
+        println!("cargo:rustc-cfg=fserve_vendored_uring");
+    }
     let commit = from_env()
         .or_else(|| from_git(&dir))
         .or_else(|| from_vcs_info(&dir));

@@ -7,9 +7,17 @@
 //! from the epoll engine; both use the engine-neutral [`SendBatch`].
 //!
 //! The runtime is tokio's current-thread scheduler with tokio-uring's driver added to it:
-//! the ring is polled from tokio's epoll, and tokio's timers, `select!` and sync work on it
-//! as on any tokio runtime (server/ uses them). Replacing tokio-uring means rewriting this
+//! the ring is waited for in tokio's epoll, and tokio's timers, `select!` and sync work on
+//! it as on any tokio runtime (server/ uses them). Replacing tokio-uring means rewriting this
 //! module; replacing tokio too means those uses in server/ as well.
+//!
+//! tokio-uring is built from vendor/tokio-uring, 0.5.0 with the patches its PATCHES.md
+//! lists: its driver can wait on a ring set up with IORING_SETUP_DEFER_TASKRUN (through an
+//! eventfd the kernel signals, then `io_uring_enter(GETEVENTS)`), which the probe prefers.
+//! On such a ring completions wait for the worker instead of interrupting its system calls
+//! as task work: a direct `sendfile` is no longer restarted for them. A build without
+//! vendor/ (the published crate) has the stock driver and keeps to COOP_TASKRUN
+//! (`fserve_vendored_uring`, set by build.rs).
 //!
 //! Teardown: tokio-uring 0.5's `Driver::drop` frees the stable data of ops still in flight
 //! *before* it cancels them, so a runtime must never be dropped with ops in flight. The
@@ -51,22 +59,66 @@ pub(crate) const RING_ENTRIES: u32 = 1024;
 /// The ring setup flags the kernel accepted at start-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RingSetup {
+    /// IORING_SETUP_DEFER_TASKRUN (Linux 6.1, with SINGLE_ISSUER): completions wait until
+    /// the worker asks for them instead of interrupting its system calls as task work (a
+    /// direct `sendfile` interrupted that way is restarted by the kernel). Needs the vendored
+    /// runtime (vendor/tokio-uring), whose driver waits on an eventfd for such a ring.
+    pub defer_taskrun: bool,
     /// IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG: no inter-processor interrupt
-    /// per completion; measured faster than the default flags on this workload.
+    /// per completion; measured faster than the default flags on this workload. Where
+    /// DEFER_TASKRUN is accepted it is used instead.
     pub coop_taskrun: bool,
     /// IORING_SETUP_SINGLE_ISSUER: only the worker thread that made the ring submits.
     pub single_issuer: bool,
 }
 
 impl RingSetup {
+    /// What the probe tries, best first. DEFER_TASKRUN only with the vendored runtime: stock
+    /// tokio-uring waits for the ring's fd, which such a ring never makes readable.
+    const CANDIDATES: &[RingSetup] = &[
+        #[cfg(fserve_vendored_uring)]
+        RingSetup {
+            defer_taskrun: true,
+            coop_taskrun: false,
+            single_issuer: true,
+        },
+        RingSetup {
+            defer_taskrun: false,
+            coop_taskrun: true,
+            single_issuer: true,
+        },
+        RingSetup {
+            defer_taskrun: false,
+            coop_taskrun: true,
+            single_issuer: false,
+        },
+        RingSetup {
+            defer_taskrun: false,
+            coop_taskrun: false,
+            single_issuer: false,
+        },
+    ];
+
     fn builder(self) -> io_uring::Builder {
         let mut b = io_uring::IoUring::builder();
+        if self.defer_taskrun {
+            b.setup_defer_taskrun();
+        }
         if self.coop_taskrun {
             b.setup_coop_taskrun().setup_taskrun_flag();
         }
         if self.single_issuer {
             b.setup_single_issuer();
         }
+        b
+    }
+
+    /// The runtime's builder for this setup (the driver must know about DEFER_TASKRUN).
+    fn runtime(self) -> tokio_uring::Builder {
+        let mut b = tokio_uring::builder();
+        b.entries(RING_ENTRIES).uring_builder(&self.builder());
+        #[cfg(fserve_vendored_uring)]
+        b.defer_taskrun(self.defer_taskrun);
         b
     }
 }
@@ -136,22 +188,8 @@ pub(crate) fn probe() -> Result<RingSetup, ProbeError> {
 }
 
 fn probe_here() -> Result<RingSetup, ProbeError> {
-    let candidates = [
-        RingSetup {
-            coop_taskrun: true,
-            single_issuer: true,
-        },
-        RingSetup {
-            coop_taskrun: true,
-            single_issuer: false,
-        },
-        RingSetup {
-            coop_taskrun: false,
-            single_issuer: false,
-        },
-    ];
     let mut last = None;
-    for setup in candidates {
+    for &setup in RingSetup::CANDIDATES {
         match setup.builder().build(8) {
             Ok(ring) => {
                 let mut probe = io_uring::Probe::new();
@@ -218,11 +256,7 @@ pub(crate) fn block_on<F: Future>(
     fut: F,
     announced: impl FnOnce(&F::Output) -> bool,
 ) -> io::Result<F::Output> {
-    let mut rt = RuntimeGuard(Some(tokio_uring::Runtime::new(
-        tokio_uring::builder()
-            .entries(RING_ENTRIES)
-            .uring_builder(&setup.builder()),
-    )?));
+    let mut rt = RuntimeGuard(Some(tokio_uring::Runtime::new(&setup.runtime())?));
     let out = rt.0.as_ref().map(|rt| rt.block_on(fut));
     let out = out.expect("the runtime was built above");
     let pending = ops::in_flight();
@@ -561,6 +595,7 @@ pub(crate) fn shut(closer: &Weak<OwnedFd>) {
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
 
     /// Three connections wait in the backlog: the first is accepted through the ring, whose
     /// completion says more are waiting, so the next two are taken with direct `accept4`s;
@@ -609,5 +644,60 @@ mod tests {
             alone, 0,
             "a connection that came alone must not lead to a direct accept"
         );
+    }
+
+    /// The probe takes DEFER_TASKRUN where the vendored runtime can wait on it (this machine
+    /// kind runs Linux 6.1 or later), and more completions than the kernel runs per entry
+    /// (20) that arrive while the worker is busy all reach their receives: none waits for
+    /// some later event.
+    #[test]
+    fn a_burst_of_completions_while_the_worker_is_busy_all_arrive() {
+        use std::io::Write;
+        const N: usize = 100;
+        let setup = probe().expect("io_uring must be available for the io_uring engine's tests");
+        assert_eq!(
+            setup.defer_taskrun,
+            cfg!(fserve_vendored_uring),
+            "the probe's choice of DEFER_TASKRUN: {setup:?}"
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let clients: Vec<TcpStream> = (0..N).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let received = block_on(
+            setup,
+            async move {
+                let l = Listener::new(listener).unwrap();
+                let mut receives = Vec::new();
+                for _ in 0..N {
+                    let sock = l.accept().await.unwrap();
+                    receives.push(tokio::task::spawn_local(async move {
+                        sock.recv(vec![0; 16]).await.0
+                    }));
+                }
+                // Parking submits the receives; then this thread is kept busy (blocked, not
+                // waiting on the ring) while every client sends a byte.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let clients = std::thread::spawn(move || {
+                    for mut c in &clients {
+                        c.write_all(b"x").unwrap();
+                    }
+                    clients
+                })
+                .join()
+                .unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+                let mut received = 0;
+                for r in receives {
+                    if let Ok(Ok(Ok(1))) = tokio::time::timeout(Duration::from_secs(5), r).await {
+                        received += 1;
+                    }
+                }
+                drop(clients);
+                received
+            },
+            |_| false,
+        )
+        .unwrap();
+        assert_eq!(received, N, "receives that got their byte within 5 s");
     }
 }

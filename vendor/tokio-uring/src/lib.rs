@@ -165,6 +165,7 @@ pub fn uring_builder() -> io_uring::Builder {
 pub struct Builder {
     entries: u32,
     urb: io_uring::Builder,
+    defer_taskrun: bool,
 }
 
 /// Constructs a [`Builder`] with default settings.
@@ -177,6 +178,7 @@ pub fn builder() -> Builder {
     Builder {
         entries: 256,
         urb: io_uring::IoUring::builder(),
+        defer_taskrun: false,
     }
 }
 
@@ -198,6 +200,17 @@ impl Builder {
     /// Refer to the [`io_uring::Builder`] documentation for all the supported methods.
     pub fn uring_builder(&mut self, b: &io_uring::Builder) -> &mut Self {
         self.urb = b.clone();
+        self
+    }
+
+    /// Tells the driver that the `io_uring::Builder` given sets IORING_SETUP_DEFER_TASKRUN
+    /// (which needs SINGLE_ISSUER; TASKRUN_FLAG is not needed). Such a ring runs completions
+    /// only when its thread enters the kernel asking for events, and its fd never becomes
+    /// readable by itself: the driver then registers an eventfd with the ring, waits on that
+    /// in tokio's reactor, and enters with IORING_ENTER_GETEVENTS before it reaps.
+    /// (fserve patch, PATCHES.md.)
+    pub fn defer_taskrun(&mut self, on: bool) -> &mut Self {
+        self.defer_taskrun = on;
         self
     }
 

@@ -46,7 +46,10 @@ impl Handle {
     }
 
     pub(crate) fn flush(&self) -> io::Result<usize> {
-        self.inner.borrow_mut().uring.submit()
+        let mut driver = self.inner.borrow_mut();
+        let n = driver.uring.submit()?;
+        driver.before_park();
+        Ok(n)
     }
 
     pub(crate) fn register_buffers(
@@ -116,7 +119,7 @@ impl WeakHandle {
 
 impl AsRawFd for Handle {
     fn as_raw_fd(&self) -> RawFd {
-        self.inner.borrow().uring.as_raw_fd()
+        self.inner.borrow().wait_fd()
     }
 }
 

@@ -25,7 +25,20 @@ pub(crate) struct Driver {
     /// Ensures that the buffers are not dropped until
     /// after the io-uring runtime has terminated.
     fixed_buffers: Option<Rc<RefCell<dyn FixedBuffers>>>,
+
+    /// With IORING_SETUP_DEFER_TASKRUN: the eventfd registered with the ring, which the
+    /// kernel signals when completions wait to be run; tokio's reactor waits on it instead
+    /// of on the ring's fd. (fserve patch.)
+    wake: Option<std::os::fd::OwnedFd>,
 }
+
+/// IORING_ENTER_GETEVENTS (io-uring 0.6 keeps its constants private).
+const ENTER_GETEVENTS: u32 = 1;
+
+/// How many times one turn of the driver runs deferred completions and reaps them while
+/// the kernel still holds more (it runs at most 20 per entry), before it lets the tasks it
+/// woke run and comes back through the eventfd.
+const DEFERRED_ROUNDS: usize = 8;
 
 struct Ops {
     // When dropping the driver, all in-flight operations must have completed. This
@@ -39,12 +52,76 @@ struct Ops {
 impl Driver {
     pub(crate) fn new(b: &crate::Builder) -> io::Result<Driver> {
         let uring = b.urb.build(b.entries)?;
+        let wake = if b.defer_taskrun {
+            Some(register_eventfd(&uring)?)
+        } else {
+            None
+        };
 
         Ok(Driver {
             ops: Ops::new(),
             uring,
             fixed_buffers: None,
+            wake,
         })
+    }
+
+    /// With DEFER_TASKRUN: submits what is queued and has the kernel run the completions it
+    /// deferred (at most 20 per call), which puts them in the completion queue.
+    fn run_deferred(&mut self) {
+        let to_submit = self.uring.submission().len() as u32;
+        loop {
+            // SAFETY: no argument is passed (a null pointer and size 0); the entries being
+            // submitted were pushed by `submit_op`, whose callers keep their data alive.
+            let r = unsafe {
+                self.uring
+                    .submitter()
+                    .enter::<libc::sigset_t>(to_submit, 0, ENTER_GETEVENTS, None)
+            };
+            match r {
+                Err(ref e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                _ => return,
+            }
+        }
+    }
+
+    /// With DEFER_TASKRUN, once the completion queue has been reaped: whether the kernel
+    /// holds deferred completions not yet run (the ring's fd polls readable for them).
+    fn deferred_left(&self) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.uring.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live, initialised pollfd; a zero timeout never blocks.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        n > 0 && pfd.revents & libc::POLLIN != 0
+    }
+
+    /// Makes the reactor's next wait return at once (DEFER_TASKRUN only).
+    fn nudge(&self) {
+        if let Some(fd) = &self.wake {
+            let one: u64 = 1;
+            // SAFETY: writes the 8 bytes of a live local to an eventfd we own; a full
+            // counter (EAGAIN) already means readable, so the result is not needed.
+            let _ = unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        }
+    }
+
+    /// Before the thread parks (DEFER_TASKRUN only): completions already in the queue (an
+    /// operation that completed as it was submitted) must not wait for the next signal.
+    pub(crate) fn before_park(&mut self) {
+        if self.wake.is_some() && !self.uring.completion().is_empty() {
+            self.nudge();
+        }
+    }
+
+    /// The fd tokio's reactor waits on: the eventfd with DEFER_TASKRUN, else the ring's.
+    pub(crate) fn wait_fd(&self) -> RawFd {
+        match &self.wake {
+            Some(fd) => fd.as_raw_fd(),
+            None => self.uring.as_raw_fd(),
+        }
     }
 
     fn wait(&self) -> io::Result<usize> {
@@ -76,6 +153,20 @@ impl Driver {
     }
 
     pub(crate) fn dispatch_completions(&mut self) {
+        if self.wake.is_none() {
+            return self.reap();
+        }
+        for _ in 0..DEFERRED_ROUNDS {
+            self.run_deferred();
+            self.reap();
+            if !self.deferred_left() {
+                return;
+            }
+        }
+        self.nudge();
+    }
+
+    fn reap(&mut self) {
         let mut cq = self.uring.completion();
         cq.sync();
 
@@ -375,6 +466,22 @@ impl AsRawFd for Driver {
 /// This depends on us knowing when ops are completed and done firing.
 /// When multishot ops are added (support exists but none are implemented), a way to know if such
 /// an op is finished MUST be added, otherwise our shutdown process is unsound.
+/// An eventfd registered with `uring`: the kernel signals it when it defers completions.
+/// tokio registers it edge-triggered, so each signal is one event and it is never read (its
+/// counter stops at its maximum).
+fn register_eventfd(uring: &IoUring) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a plain system call with no pointers.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor eventfd has just returned, owned by nothing else.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    uring.submitter().register_eventfd(fd.as_raw_fd())?;
+    Ok(fd)
+}
+
 impl Drop for Driver {
     fn drop(&mut self) {
         // get all ops in flight for cancellation
