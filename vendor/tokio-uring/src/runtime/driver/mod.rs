@@ -124,8 +124,12 @@ impl Driver {
         }
     }
 
-    fn wait(&self) -> io::Result<usize> {
-        self.uring.submit_and_wait(1)
+    /// Submits and waits for one completion, for at most `timeout` (fserve patch: the
+    /// stock `wait` has no bound; this is what `Drop` uses).
+    fn wait_for(&self, timeout: std::time::Duration) -> io::Result<usize> {
+        let ts = io_uring::types::Timespec::from(timeout);
+        let args = io_uring::types::SubmitArgs::new().timespec(&ts);
+        self.uring.submitter().submit_with_args(1, &args)
     }
 
     // only used in tests rn
@@ -491,10 +495,16 @@ impl Drop for Driver {
 
         // Pre-determine what to cancel
         // After this pass, all LifeCycles will be marked either as Completed or Ignored, as appropriate
+        //
+        // fserve patch (PATCHES.md, 2): an Ignored entry keeps its data (the buffers of an op
+        // whose future was dropped) until its completion arrives and `complete` removes it.
+        // Published 0.5.0 replaced every such entry with an empty one here, which freed the
+        // buffers before their ops were even cancelled: a receive could land in freed memory.
         for (_, cycle) in self.ops.lifecycle.iter_mut() {
             match std::mem::replace(cycle, Lifecycle::Ignored(Box::new(()))) {
-                lc @ Lifecycle::Completed(_) => {
-                    // don't cancel completed items
+                lc @ (Lifecycle::Completed(_) | Lifecycle::Ignored(_)) => {
+                    // don't cancel completed items; an ignored one is cancelled below with
+                    // its data still in place
                     *cycle = lc;
                 }
 
@@ -539,6 +549,11 @@ impl Drop for Driver {
         // by the complete logic called by `tick()`
         //
         // Completed Entries are removed here directly
+        //
+        // fserve patch (PATCHES.md, 2): the wait is bounded. An op the kernel neither
+        // completes nor cancels within DROP_WAIT keeps its data forever (leaked, never freed
+        // under the kernel), and the ring is closed without it.
+        let deadline = std::time::Instant::now() + DROP_WAIT;
         let mut id = 0;
         loop {
             if self.ops.lifecycle.is_empty() {
@@ -548,9 +563,14 @@ impl Drop for Driver {
             // If there is at least one Ignored still to process, call wait
             match self.ops.lifecycle.get(id) {
                 Some(Lifecycle::Ignored(..)) => {
+                    let now = std::time::Instant::now();
+                    if now >= deadline {
+                        mem::forget(mem::take(&mut self.ops.lifecycle));
+                        break;
+                    }
                     // If waiting fails, ignore the error. The wait will be attempted
                     // again on the next loop.
-                    let _ = self.wait();
+                    let _ = self.wait_for(DROP_WAIT_SLICE.min(deadline - now));
                     self.dispatch_completions();
                 }
 
@@ -567,6 +587,12 @@ impl Drop for Driver {
         }
     }
 }
+
+/// How long dropping a driver waits for the ops it cancels to complete before it leaks
+/// what they still hold (fserve patch).
+const DROP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The longest single wait for a completion while dropping a driver (fserve patch).
+const DROP_WAIT_SLICE: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Ops {
     fn new() -> Ops {
