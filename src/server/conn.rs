@@ -252,8 +252,9 @@ impl Conn {
                 match waited? {
                     Idle::Closed(why) => return Ok(Exit::Done(why)),
                     Idle::Received => {
-                        first_byte = Some(Instant::now());
-                        head_deadline = Instant::now() + self.w.cfg().header_timeout;
+                        let now = Instant::now();
+                        first_byte = Some(now);
+                        head_deadline = now + self.w.cfg().header_timeout;
                         continue;
                     }
                     Idle::Park(deadline) => return Ok(Exit::Park(deadline)),
@@ -301,8 +302,9 @@ impl Conn {
     /// buffers, then waits for readability alone, so thousands of idle keep-alive
     /// connections hold no receive buffers.
     async fn wait_idle(&mut self, buf: &mut Vec<u8>, keepalive: Duration) -> io::Result<Idle> {
-        let deadline = Instant::now() + keepalive;
-        let hot_deadline = deadline.min(Instant::now() + HOT_IDLE);
+        let now = Instant::now();
+        let deadline = now + keepalive;
+        let hot_deadline = deadline.min(now + HOT_IDLE);
         if buf.capacity() < MIN_RECV_SPACE {
             buf.reserve_exact(INITIAL_RECV_BYTES);
         }
