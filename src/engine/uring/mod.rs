@@ -707,7 +707,7 @@ mod tests {
     /// first and last bytes it records when the runtime lets go of it (drops it).
     #[cfg(fserve_vendored_uring)]
     struct Witness {
-        _file: OwnedFd,
+        file: OwnedFd,
         buf: *mut u8,
         len: usize,
         seen: Rc<Cell<Option<(u8, u8)>>>,
@@ -769,19 +769,16 @@ mod tests {
             let mut buf = vec![0u8; LEN].into_boxed_slice();
             let seen = Rc::new(Cell::new(None));
             let witness = Witness {
-                _file: file.try_clone().unwrap().into(),
+                file: file.try_clone().unwrap().into(),
                 buf: buf.as_mut_ptr(),
                 len: LEN,
                 seen: seen.clone(),
             };
-            let sqe = opcode::Read::new(
-                types::Fd(witness._file.as_raw_fd()),
-                witness.buf,
-                LEN as u32,
-            )
-            .offset(0)
-            .build()
-            .flags(squeue::Flags::ASYNC);
+            let sqe =
+                opcode::Read::new(types::Fd(witness.file.as_raw_fd()), witness.buf, LEN as u32)
+                    .offset(0)
+                    .build()
+                    .flags(squeue::Flags::ASYNC);
             let rt = tokio_uring::Runtime::new(&setup.runtime()).unwrap();
             rt.block_on(async move {
                 // The entry's fd and buffer stay valid until the completion: the fd is the
