@@ -14,6 +14,10 @@ use rustix::net::{SendAncillaryBuffer, SendFlags};
 /// At most this many pieces go in one [`SendBatch::send_now`] (the batch is flushed at 256
 /// pieces; a longer one goes in several calls).
 const SEND_NOW_IOVECS: usize = 64;
+/// The own buffer's first capacity: a whole response head of a file (status line, Date,
+/// type, length, validators, the site's fields) fits, so that a connection that answers
+/// once allocates it once instead of growing it four times from empty.
+const OWN_INITIAL_BYTES: usize = 512;
 
 /// One piece of a response: bytes in the batch's own buffer, or shared bytes that the batch
 /// keeps alive while the kernel reads them: a worker's (a cached file with its pre-rendered
@@ -50,7 +54,7 @@ impl SendBatch {
     pub(crate) fn new() -> SendBatch {
         SendBatch {
             b: Box::new(Parts {
-                own: Vec::new(),
+                own: Vec::with_capacity(OWN_INITIAL_BYTES),
                 chunks: Vec::new(),
                 iov: Vec::new(),
             }),

@@ -41,6 +41,10 @@ const HOT_IDLE: Duration = Duration::from_millis(250);
 /// ranges of a response, so a connection's send buffer grows by at most this for it.
 const READ_RANGE_MAX: u64 = 16 * 1024;
 
+/// The first capacity of the path scratch: most paths (with a variant's suffix) fit, so a
+/// connection allocates it once.
+const KEY_INITIAL_BYTES: usize = 128;
+
 pub(super) async fn serve(guard: ConnGuard, sock: Socket) {
     // With TCP_DEFER_ACCEPT a connection is handed over once its first request has arrived:
     // read it now, without a receive through the ring and a wake-up to hear its answer.
@@ -168,7 +172,7 @@ impl Conn {
         Box::new(Conn {
             wire: Wire::new(sock, nodelay, w.cfg().send_timeout),
             w,
-            key: Vec::new(),
+            key: Vec::with_capacity(KEY_INITIAL_BYTES),
             head: Vec::new(),
             segs: Segments::new(),
             answers: Answers::default(),
