@@ -13,8 +13,8 @@
 #   --quick    1 round of 1 s, for CI: fails only if a slot does not start or answer
 # Environment: ROUNDS, DURATION, BODY_BYTES (1024: the size of the file every slot serves),
 # SLOTS (default with BODY_BYTES 1024: nginx fserve raw raw-multishot raw-enter tokio-uring
-# tokio-uring-timers; with another size: nginx fserve sendfile-memfd vmsplice-thp, since the
-# ring responders answer 1 KiB only; on request: fserve-epoll, fserve on its fallback engine;
+# tokio-uring-timers; with another size: nginx fserve sendfile-memfd sendfile-file
+# sendfile-memfd-thp vmsplice-thp, since the ring responders answer 1 KiB only; on request: fserve-epoll, fserve on its fallback engine;
 # raw-defer and raw-defer-eventfd (1 KiB only); ring-sendfile, ring-sendfile-defer and
 # ring-sendfile-defer-eventfd, any size),
 # FSERVE_BIN (default: cargo build --release).
@@ -38,11 +38,11 @@ BODY_BYTES=${BODY_BYTES:-1024}
 if [[ $BODY_BYTES == 1024 ]]; then
     SLOTS=${SLOTS:-nginx fserve raw raw-multishot raw-enter tokio-uring tokio-uring-timers}
 else
-    SLOTS=${SLOTS:-nginx fserve sendfile-memfd vmsplice-thp}
+    SLOTS=${SLOTS:-nginx fserve sendfile-memfd sendfile-file sendfile-memfd-thp vmsplice-thp}
     for slot in $SLOTS; do
         case $slot in
             raw* | tokio-uring*)
-                echo "ring-floor: slot $slot answers 1 KiB only; with BODY_BYTES=$BODY_BYTES choose among nginx fserve fserve-epoll sendfile-memfd vmsplice-thp ring-sendfile ring-sendfile-defer ring-sendfile-defer-eventfd" >&2
+                echo "ring-floor: slot $slot answers 1 KiB only; with BODY_BYTES=$BODY_BYTES choose among nginx fserve fserve-epoll sendfile-memfd sendfile-file sendfile-memfd-thp vmsplice-thp ring-sendfile ring-sendfile-defer ring-sendfile-defer-eventfd" >&2
                 exit 2
                 ;;
         esac
@@ -105,7 +105,8 @@ start() { # SLOT -> sets SPID, the process whose CPU is counted
             SPID=$!
             ;;
         *)
-            taskset -c 0 "$FLOOR" "$1" "$PORT" "$BODY_BYTES" 2>"$WORK/$1.err" &
+            # sendfile-file keeps its answer in the work directory, beside nginx's site.
+            TMPDIR=$WORK taskset -c 0 "$FLOOR" "$1" "$PORT" "$BODY_BYTES" 2>"$WORK/$1.err" &
             SPID=$!
             ;;
     esac
@@ -133,6 +134,7 @@ stop() { # asks the slot to stop; after 15 s (fserve's grace is 10 s) it is kill
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 HZ=$(getconf CLK_TCK)
+echo "ring-floor: nginx's site and sendfile-file's answer are on a $(stat -f -c %T "$WORK") file system ($WORK)"
 RAW=$WORK/raw.tsv
 for round in $(seq "$ROUNDS"); do
     for slot in $SLOTS; do
@@ -151,6 +153,8 @@ for round in $(seq "$ROUNDS"); do
         us=$(awk -v a="$t0" -v b="$t1" -v n="$reqs" -v hz="$HZ" 'BEGIN { printf "%.3f", (b - a) * 1e6 / hz / n }')
         printf '%s\t%s\t%s\n' "$round" "$slot" "$us" >>"$RAW"
         echo "round $round $slot: $us CPU-µs per request ($reqs requests)"
+        # What a responder said of its memory (huge pages) the first time it ran.
+        if ((round == 1)); then grep -h '^ring-floor:' "$WORK/$slot.err" 2>/dev/null || true; fi
     done
 done
 

@@ -25,6 +25,13 @@
 //! - `sendfile-memfd`: an epoll loop answering with BODY_BYTES (default 1024) by one
 //!   `sendfile` of head and body from a memory file, as fserve sends cached files of 8 KiB
 //!   and more;
+//! - `sendfile-file`: the same loop, the answer in a file on a disk file system (an unlinked
+//!   file in `TMPDIR`, written once, so in the page cache): the pages nginx sends a site's
+//!   files from, which a file system with large folios (ext4 since Linux 6.16, XFS) keeps in
+//!   folios of more than one page;
+//! - `sendfile-memfd-thp`: `sendfile-memfd` with the memory file's pages collapsed into one
+//!   transparent huge page (`MADV_COLLAPSE` on a mapping of it, which needs no THP setting
+//!   other than shmem's "deny"), answers up to 2 MiB;
 //! - `vmsplice-thp`: the same loop, the answer in anonymous memory on a transparent huge
 //!   page, `vmsplice`d into a pipe of the connection's and `splice`d into the socket.
 //!
@@ -80,7 +87,7 @@ fn main() {
             eprintln!(
                 "usage: ring-floor raw|raw-multishot|raw-enter|tokio-uring|tokio-uring-timers PORT\n       \
                  ring-floor raw-defer|raw-defer-eventfd PORT\n       \
-                 ring-floor sendfile-memfd|vmsplice-thp|ring-sendfile|ring-sendfile-defer|ring-sendfile-defer-eventfd PORT [BODY_BYTES]"
+                 ring-floor sendfile-memfd|sendfile-file|sendfile-memfd-thp|vmsplice-thp|ring-sendfile|ring-sendfile-defer|ring-sendfile-defer-eventfd PORT [BODY_BYTES]"
             );
             std::process::exit(2);
         }
@@ -101,6 +108,8 @@ fn main() {
         "tokio-uring" => on_tokio_uring(listener, false),
         "tokio-uring-timers" => on_tokio_uring(listener, true),
         "sendfile-memfd" => body::run(listener, body::Source::SendfileMemfd, body_bytes),
+        "sendfile-file" => body::run(listener, body::Source::SendfileFile, body_bytes),
+        "sendfile-memfd-thp" => body::run(listener, body::Source::SendfileMemfdThp, body_bytes),
         "vmsplice-thp" => body::run(listener, body::Source::VmspliceThp, body_bytes),
         other => panic!("unknown mode {other}"),
     }
@@ -634,6 +643,8 @@ mod body {
     #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Source {
         SendfileMemfd,
+        SendfileFile,
+        SendfileMemfdThp,
         VmspliceThp,
     }
 
@@ -645,7 +656,7 @@ mod body {
     /// The answer's bytes, where the kernel can take them without a copy.
     struct Answer {
         len: usize,
-        /// For `SendfileMemfd`.
+        /// For the sendfile sources: the file holding the answer.
         memfd: Option<OwnedFd>,
         /// For `VmspliceThp`: the answer's first byte, in a mapping never unmapped or
         /// written after it is filled.
@@ -668,6 +679,76 @@ mod body {
         Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
+    /// A new file in `TMPDIR` (default /tmp), unlinked at once: only its descriptor holds it.
+    fn disk_file() -> io::Result<std::fs::File> {
+        let path = std::env::temp_dir().join(format!("ring-floor-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        std::fs::remove_file(&path)?;
+        Ok(file)
+    }
+
+    /// Collapses the first huge page of the memory `file` (which holds `len` bytes) into one
+    /// transparent huge page: the file is sized to a huge page, mapped shared at a huge-page
+    /// boundary, `MADV_COLLAPSE`d (which fills the rest with zeros) and unmapped; the huge
+    /// page stays in the file. Reports what the kernel made of it.
+    fn collapse(file: &std::fs::File, len: usize) -> io::Result<()> {
+        if len > HUGE {
+            return Err(io::Error::other(format!(
+                "sendfile-memfd-thp answers up to {HUGE} bytes; lower BODY_BYTES"
+            )));
+        }
+        file.set_len(HUGE as u64)?;
+        // SAFETY: a new anonymous reservation of two huge pages; it aliases nothing.
+        let span = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                2 * HUGE,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if span == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let at = (span as usize).next_multiple_of(HUGE) as *mut libc::c_void;
+        // SAFETY: `at..at + HUGE` lies inside the reservation above, which MAP_FIXED
+        // replaces with a read-only shared mapping of the file; nothing else uses it.
+        let map = unsafe {
+            libc::mmap(
+                at,
+                HUGE,
+                libc::PROT_READ,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        let res = if map == libc::MAP_FAILED {
+            Err(io::Error::last_os_error())
+        } else {
+            // SAFETY: advice on the mapping just made; it changes no byte of the file.
+            os(unsafe { libc::madvise(map, HUGE, libc::MADV_COLLAPSE) }).map(drop)
+        };
+        let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+        let pmd = rollup
+            .lines()
+            .find(|l| l.starts_with("ShmemPmdMapped"))
+            .unwrap_or("?");
+        eprintln!(
+            "ring-floor: {}",
+            pmd.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        // SAFETY: unmaps the reservation (and the mapping inside it), which nothing refers to.
+        os(unsafe { libc::munmap(span, 2 * HUGE) })?;
+        res.map_err(|e| io::Error::other(format!("MADV_COLLAPSE of the memory file: {e}")))
+    }
+
     fn answer(source: Source, body: usize) -> io::Result<Answer> {
         let mut bytes = format!(
             "HTTP/1.1 200 OK\r\nServer: ring-floor\r\nContent-Type: application/octet-stream\r\n\
@@ -676,9 +757,15 @@ mod body {
         .into_bytes();
         bytes.resize(bytes.len() + body, b'x');
         match source {
-            Source::SendfileMemfd => {
-                let mut file = memory_file()?;
+            Source::SendfileMemfd | Source::SendfileFile | Source::SendfileMemfdThp => {
+                let mut file = match source {
+                    Source::SendfileFile => disk_file()?,
+                    _ => memory_file()?,
+                };
                 io::Write::write_all(&mut file, &bytes)?;
+                if source == Source::SendfileMemfdThp {
+                    collapse(&file, bytes.len())?;
+                }
                 Ok(Answer {
                     len: bytes.len(),
                     memfd: Some(file.into()),
