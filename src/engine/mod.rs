@@ -153,6 +153,63 @@ pub(crate) fn resident(file: BorrowedFd<'_>, offset: u64, len: u64) -> bool {
     }
 }
 
+/// Requests waiting for the collapse thread ([`collapse_later`]); past them a run stays in
+/// 4 KiB pages. Each holds a descriptor of a memory file until it is done.
+const COLLAPSE_QUEUE: usize = 64;
+/// Tries of a collapse the kernel refused for a page that was busy (EAGAIN), 10 ms apart.
+const COLLAPSE_TRIES: usize = 5;
+
+/// Asks a thread of its own to make the pages of a memory file in `offset..offset + len`
+/// (whole 2 MiB runs at 2 MiB offsets) transparent huge pages, for the file store's memory
+/// file (a [`fs::Collapse`]). Off the workers: `MADV_COLLAPSE` copies 2 MiB, and may first
+/// reclaim or compact memory for a huge page (0.3 ms measured on an idle host, 1 ms at
+/// worst), which no connection should wait for. The bytes are the same before, during and
+/// after, so sends from the range go on meanwhile. Fails (the run stays in 4 KiB pages)
+/// when the queue is full or the thread could not be started. For both engines: a system
+/// call, not a ring op.
+///
+/// [`fs::Collapse`]: crate::fs::Collapse
+pub(crate) fn collapse_later(file: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+    use std::sync::OnceLock;
+    use std::sync::mpsc::{SyncSender, sync_channel};
+    type Job = (std::os::fd::OwnedFd, u64, u64);
+    static QUEUE: OnceLock<Option<SyncSender<Job>>> = OnceLock::new();
+    let queue = QUEUE.get_or_init(|| {
+        let (tx, rx) = sync_channel::<Job>(COLLAPSE_QUEUE);
+        std::thread::Builder::new()
+            .name("fserve-collapse".into())
+            .spawn(move || {
+                for (fd, offset, len) in rx {
+                    let fd = std::os::fd::AsFd::as_fd(&fd);
+                    // A run freed since it was queued holds no data: a collapse would fill
+                    // it with a huge page of zeros that nothing uses.
+                    let data = rustix::fs::seek(fd, rustix::fs::SeekFrom::Data(offset));
+                    if data.is_ok_and(|at| at < offset + len) {
+                        // EAGAIN: a page was busy (locked, or being written); try again a
+                        // few times. A run left in 4 KiB pages works the same, at more CPU
+                        // per send.
+                        for _ in 0..COLLAPSE_TRIES {
+                            match uring::collapse(fd, offset, len) {
+                                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                                    std::thread::sleep(std::time::Duration::from_millis(10));
+                                }
+                                _ => break,
+                            }
+                        }
+                    }
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    let Some(tx) = queue else {
+        return Err(io::Error::other("no thread to collapse huge pages"));
+    };
+    let fd = file.try_clone_to_owned()?;
+    tx.try_send((fd, offset, len))
+        .map_err(|_| io::ErrorKind::WouldBlock.into())
+}
+
 /// Reads at most `len` bytes of `file` at `offset` onto the end of `out` with one
 /// `preadv2(RWF_NOWAIT)`: only what is in the page cache, never waiting for the disk.
 /// `out` grows by the count read (not at all on an error: EAGAIN when nothing is cached,

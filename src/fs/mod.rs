@@ -14,7 +14,7 @@ pub(crate) mod file;
 pub(crate) mod mime;
 pub mod path;
 
-pub use arena::{Arena, Extent};
+pub use arena::{Arena, Collapse, Extent, Held};
 pub use cache::{Absent, Cache};
 pub use file::{Kind, Meta, OpenError, Root};
 pub use path::{Normalized, PathError};

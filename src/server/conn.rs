@@ -26,7 +26,7 @@ use super::store::CachedFile;
 use super::wire::{GiveUp, Recv, Wire};
 use super::worker::{ConnGuard, Worker};
 use crate::engine::{self, Socket};
-use crate::fs::Extent;
+use crate::fs::{Extent, Held};
 use crate::http::Status;
 use crate::http::request::{self, Method, Request};
 use crate::metrics::CloseReason;
@@ -445,9 +445,10 @@ impl Conn {
         };
         // Counted and logged once sent (or once the connection fails).
         self.answers.push(&w, self.guard.peer, req, head, answer);
-        if let Some((mem, from, len)) = self.whole_in_memory(file, in_batch, composed, now) {
-            // Boxed: as a file's stream below.
+        if let Some((mem, held, from, len)) = self.whole_in_memory(file, in_batch, composed, now) {
+            // Boxed: as a file's stream below. The copy is held until it is sent.
             Box::pin(self.wire.send_file(mem.file(), from, len)).await?;
+            drop(held);
             return Ok(composed);
         }
         self.send_segments(file, in_batch).await?;
@@ -455,18 +456,19 @@ impl Conn {
     }
 
     /// For a whole 200 of a body in the worker's memory file, with nothing queued before
-    /// it: where its head and body lie there, one after the other, so that one sendfile
-    /// sends the response. The head there is rewritten for the first response of each
-    /// second that keeps its connection (its Date changes each second); a response whose
-    /// head differs from the one there (it closes, or it is an HTTP/1.0 keep-alive) is sent
-    /// as its segments.
+    /// it: the copy of the body to send from (held until sent) and where its head and body
+    /// lie there, one after the other, so that one sendfile sends the response. A new head
+    /// (so a new copy) is written once enough responses of a second that keep their
+    /// connection ask for it (its Date changes each second: [`Extent::head_due`]); a
+    /// response whose head differs from the one there (before that, or it closes, or it is
+    /// an HTTP/1.0 keep-alive) is sent as its segments.
     fn whole_in_memory<'f>(
         &mut self,
         file: Option<&'f Rc<CachedFile>>,
         in_batch: bool,
         composed: Composed,
         now: Now,
-    ) -> Option<(&'f Extent, u64, u64)> {
+    ) -> Option<(&'f Extent, Held, u64, u64)> {
         let file = file?;
         let mem = file.mem.as_ref()?;
         let [
@@ -481,15 +483,19 @@ impl Conn {
             return None;
         }
         let parts = [&self.head[prefix.clone()], &file.bytes[fields.clone()]];
-        let from = match mem.after_head(parts) {
-            Some(from) => from,
-            None if !composed.close && mem.head_tag() != now.unix_secs => {
+        let (held, from) = match mem.after_head(parts) {
+            Some(found) => found,
+            None if !composed.close
+                && mem.head_tag() != now.unix_secs
+                && mem.head_due(now.unix_secs) =>
+            {
                 mem.write_head(parts, now.unix_secs).ok()?;
                 mem.after_head(parts)?
             }
             None => return None,
         };
-        Some((mem, from, mem.offset() - from + len))
+        let whole = held.offset() - from + len;
+        Some((mem, held, from, whole))
     }
 
     /// Walks the segments of a response (for `file`, if it has one): memory goes into the
@@ -522,8 +528,11 @@ impl Conn {
                         continue;
                     }
                     self.wire.flush(true).await?;
-                    let from = mem.offset() + offset;
+                    // Held until sent: a new head meanwhile moves the body to a new copy.
+                    let held = mem.hold();
+                    let from = held.offset() + offset;
                     Box::pin(self.wire.stream(mem.file(), from, len, true)).await?;
+                    drop(held);
                 }
                 (Segment::File { offset, len }, Some(file)) => {
                     let disk = file.disk.as_ref().expect("a large file is held open");

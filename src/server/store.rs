@@ -55,9 +55,11 @@ pub(crate) const HELD_OPEN_IDLE_MS: u64 = 30_000;
 /// 16 KiB 3%, 32 KiB 6%, 48 KiB 4%, 64 KiB 16%, 128 KiB 62%, but 96 KiB 10–30% more (two
 /// runs; still 1.75× less than nginx; why is not yet measured).
 const ARENA_MIN_BYTES: u64 = 8 * 1024;
-/// Address space of the memory file, as a multiple of `--cache-size`: bodies are freed in
-/// any order, so free space fragments; beyond the budget the slack lets a body find room.
-/// Memory is bounded by the budget, not by this (the file is sparse).
+/// Address space of the memory file, as a multiple of `--cache-size`, and so the most
+/// memory it takes (the file is sparse). The budget counts one copy of each body; the file
+/// also holds, until their run is freed whole, copies a new head left behind while sends
+/// finish, bodies freed beside live ones, and the unwritten rest of a run on a huge page:
+/// the slack is their room.
 const ARENA_SLACK: u64 = 2;
 /// Cache-Control for HTML: always revalidate, so a deploy shows at once.
 const HTML_CACHE_CONTROL: &str = "no-cache";
@@ -710,14 +712,18 @@ fn negotiated(req: &Request<'_>, mask: u8) -> Option<Coding> {
 }
 
 /// The worker's memory file for cached bodies of [`ARENA_MIN_BYTES`] or more, sized for
-/// `--cache-size` (none when no file that large is cached). Where it cannot be made
-/// (`memfd_create` refused by a sandbox, or past the file-size limit), those bodies stay on
-/// the heap and the server says so once.
+/// `--cache-size` (none when no file that large is cached), its runs made huge pages by
+/// the engine. Where it cannot be made (`memfd_create` refused by a sandbox, past the
+/// file-size limit, or shared memory may come in pages larger than its 2 MiB runs), those
+/// bodies stay on the heap and the server says so once.
 fn new_arena(cfg: &Settings) -> Option<Arena> {
     if cfg.cache_max_file_bytes < ARENA_MIN_BYTES {
         return None;
     }
-    match Arena::new(cfg.cache_bytes.saturating_mul(ARENA_SLACK)) {
+    match Arena::new(
+        cfg.cache_bytes.saturating_mul(ARENA_SLACK),
+        Some(crate::engine::collapse_later),
+    ) {
         Ok(arena) => Some(arena),
         Err(e) => {
             static SAID: std::sync::Once = std::sync::Once::new();
@@ -725,6 +731,9 @@ fn new_arena(cfg: &Settings) -> Option<Arena> {
                 let fix = match e.kind() {
                     std::io::ErrorKind::FileTooLarge => {
                         "raise the file-size limit (ulimit -f) or lower --cache-size"
+                    }
+                    std::io::ErrorKind::Unsupported => {
+                        "set that shmem_enabled to never or advise to fix"
                     }
                     _ => "allow memfd_create (seccomp profile) to fix",
                 };

@@ -360,6 +360,70 @@ struct Cachestat {
     nr_recently_evicted: u64,
 }
 
+/// The size of the huge pages [`collapse`] asks for: the PMD size of x86-64 and arm64 with
+/// 4 KiB pages, which the memory file's runs are made of.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// Makes the pages of `file` (a memory file) in `offset..offset + len` transparent huge
+/// pages, with `MADV_COLLAPSE` (Linux 6.1) on a mapping of the range made for the call and
+/// removed after it; the huge pages stay in the file. `offset` and `len`: multiples of
+/// 2 MiB. An error (no THP in this kernel, no free huge page, `offset` not aligned) leaves
+/// the pages as they were; the bytes never change either way.
+pub(crate) fn collapse(file: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let at =
+        libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    if len == 0 || len % HUGE_PAGE != 0 || offset % HUGE_PAGE as u64 != 0 {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    // A huge page is mapped only at an address aligned to it: reserve a huge page more
+    // than needed and map the file at the first aligned address inside.
+    let span = len + HUGE_PAGE;
+    // SAFETY: a new private anonymous mapping with no access, at an address the kernel
+    // chooses: it aliases no memory of ours.
+    let reserved = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            span,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if reserved == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let aligned = (reserved as usize).next_multiple_of(HUGE_PAGE) as *mut libc::c_void;
+    // SAFETY: `aligned..aligned + len` lies inside the reservation made above, which
+    // MAP_FIXED replaces with a read-only shared mapping of the file; nothing else uses
+    // that reservation, and nothing reads or writes through the mapping.
+    let map = unsafe {
+        libc::mmap(
+            aligned,
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED | libc::MAP_FIXED,
+            file.as_raw_fd(),
+            at,
+        )
+    };
+    let res = if map == libc::MAP_FAILED {
+        Err(io::Error::last_os_error())
+    } else {
+        // SAFETY: advice on the mapping made above; collapsing copies the pages into a
+        // huge page without changing a byte of the file.
+        match unsafe { libc::madvise(map, len, libc::MADV_COLLAPSE) } {
+            0 => Ok(()),
+            _ => Err(io::Error::last_os_error()),
+        }
+    };
+    // SAFETY: removes the reservation and the mapping inside it, which nothing refers to.
+    unsafe { libc::munmap(reserved, span) };
+    res
+}
+
 /// Whether every page of `file` that holds a byte of `offset..offset + len` is in the page
 /// cache (read in, or still being read in), asked with `cachestat(2)`, which only walks the
 /// cache and never waits for the disk. `Err`: the kernel will not say (ENOSYS before Linux
