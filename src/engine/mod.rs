@@ -161,14 +161,12 @@ const COLLAPSE_TRIES: usize = 5;
 
 /// Asks a thread of its own to make the pages of a memory file in `offset..offset + len`
 /// (whole 2 MiB runs at 2 MiB offsets) transparent huge pages, for the file store's memory
-/// file (a [`fs::Collapse`]). Off the workers: `MADV_COLLAPSE` copies 2 MiB, and may first
+/// file. Off the workers: `MADV_COLLAPSE` copies 2 MiB, and may first
 /// reclaim or compact memory for a huge page (0.3 ms measured on an idle host, 1 ms at
 /// worst), which no connection should wait for. The bytes are the same before, during and
 /// after, so sends from the range go on meanwhile. Fails (the run stays in 4 KiB pages)
 /// when the queue is full or the thread could not be started. For both engines: a system
 /// call, not a ring op.
-///
-/// [`fs::Collapse`]: crate::fs::Collapse
 pub(crate) fn collapse_later(file: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
     use std::sync::OnceLock;
     use std::sync::mpsc::{SyncSender, sync_channel};

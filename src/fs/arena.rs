@@ -83,7 +83,7 @@ struct Run {
 }
 
 /// One copy of a body, after the page for its head.
-struct Copy {
+struct BodyCopy {
     /// Keeps the run (and so these bytes) in the file.
     _run: Rc<Run>,
     /// Where the body starts.
@@ -108,7 +108,7 @@ const NEW_COPY_AFTER: u32 = 32;
 pub struct Extent {
     arena: Rc<Inner>,
     len: u64,
-    copy: RefCell<Rc<Copy>>,
+    copy: RefCell<Rc<BodyCopy>>,
     /// The tag last asked for by [`Extent::head_due`], and how many times.
     asked: Cell<(i64, u32)>,
 }
@@ -116,7 +116,7 @@ pub struct Extent {
 /// A copy of a body kept in the file while a send from it is under way: hold it until the
 /// send is over (a later head may move the body to a new copy meanwhile).
 pub struct Held {
-    copy: Rc<Copy>,
+    copy: Rc<BodyCopy>,
 }
 
 impl Arena {
@@ -245,7 +245,7 @@ impl Extent {
             self.arena
                 .file
                 .write_all_at(&head, current.copy.offset - len as u64)?;
-            Copy {
+            BodyCopy {
                 _run: current.copy._run.clone(),
                 offset: current.copy.offset,
                 head,
@@ -305,7 +305,7 @@ impl Held {
 impl Inner {
     /// Appends `head` and then `body` (the head ending where the body starts, on a page
     /// boundary) to the open run, or to a new run when it has no room.
-    fn copy(self: &Rc<Self>, body: &[u8], head: &[u8]) -> Option<Copy> {
+    fn copy(self: &Rc<Self>, body: &[u8], head: &[u8]) -> Option<BodyCopy> {
         let size = PAGE + round_up((body.len() as u64).max(1));
         let (run, start, new) = self.room(size)?;
         let offset = start + PAGE;
@@ -320,7 +320,7 @@ impl Inner {
                 let _ = collapse(self.file.as_fd(), run.start, run.len);
             }
         }
-        Some(Copy {
+        Some(BodyCopy {
             _run: run,
             offset,
             head: head.to_vec(),
@@ -677,65 +677,6 @@ mod tests {
             e.after_head([b"A", b"B"]).is_some(),
             "a failed write leaves the copy as it was"
         );
-    }
-
-    /// The rule the memory file keeps, on huge pages: what a socket may still be sending
-    /// (here a pipe, which holds references to the file's pages as a socket's queue does)
-    /// is never changed, neither when a new head moves the body to a new copy nor when the
-    /// run is punched out. (Punching part of a huge page would zero it in place.)
-    #[test]
-    fn pages_still_being_sent_keep_their_bytes_on_a_huge_page() {
-        let arena = Arena::new(4 * RUN, Some(crate::engine::collapse_later)).unwrap();
-        let b = body(3 * PAGE as usize, 5);
-        let e = arena.store(&b).unwrap();
-        // The collapse is done by a thread of its own: wait for it, at most 10 s.
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while arena.resident_bytes().unwrap() != RUN && std::time::Instant::now() < until {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert_eq!(
-            arena.resident_bytes().unwrap(),
-            RUN,
-            "the run was collapsed into one huge page (needs transparent huge pages)"
-        );
-        let parts: [&[u8]; 2] = [b"HTTP/1.1 200 OK\r\n", b"Content-Length: 12288\r\n\r\n"];
-        e.write_head(parts, 1).unwrap();
-        let (held, from) = e.after_head(parts).unwrap();
-        let whole = (held.offset() - from) as usize + b.len();
-        let (r, w) = rustix::pipe::pipe().unwrap();
-        let mut at = from;
-        let mut spliced = 0;
-        while spliced < whole {
-            spliced += rustix::pipe::splice(
-                e.file().as_fd(),
-                Some(&mut at),
-                &w,
-                None,
-                whole - spliced,
-                rustix::pipe::SpliceFlags::empty(),
-            )
-            .unwrap();
-        }
-        drop(held);
-        e.write_head([b"HTTP/1.1 200 OK\r\n", b"Content-Length: 1\r\n\r\n"], 2)
-            .unwrap();
-        drop(e);
-        assert_eq!(
-            arena.resident_bytes().unwrap(),
-            0,
-            "the run went with its last copy"
-        );
-        let mut sent = vec![0; whole];
-        let mut got = 0;
-        while got < whole {
-            got += rustix::io::read(&r, &mut sent[got..]).unwrap();
-        }
-        assert_eq!(
-            &sent[..whole - b.len()],
-            &parts.concat()[..],
-            "the old head"
-        );
-        assert_eq!(&sent[whole - b.len()..], &b[..], "the old body");
     }
 
     #[test]

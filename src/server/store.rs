@@ -965,4 +965,65 @@ mod tests {
         assert_ne!(a, etag(7, 5, None, Some(b"jello")));
         assert!(etag(7, 5, Some(Coding::Gzip), Some(b"hello")).ends_with(b"-gzip\""));
     }
+
+    /// The rule the memory file keeps, on huge pages: what a socket may still be sending
+    /// (here a pipe, which holds references to the file's pages as a socket's queue does)
+    /// is never changed, neither when a new head moves the body to a new copy nor when the
+    /// run is punched out. (Punching part of a huge page would zero it in place.)
+    /// (Here, not in `fs`, which imports no engine: the store is what hands the arena the
+    /// engine's collapse.)
+    #[test]
+    fn pages_still_being_sent_keep_their_bytes_on_a_huge_page() {
+        use std::os::fd::AsFd;
+        const HUGE: u64 = 2 << 20;
+        let resident = |f: &File| rustix::fs::fstat(f).unwrap().st_blocks as u64 * 512;
+        let arena = Arena::new(4 * HUGE, Some(crate::engine::collapse_later)).unwrap();
+        let b: Vec<u8> = (0..3 * 4096u32).map(|i| (i % 251) as u8).collect();
+        let e = arena.store(&b).unwrap();
+        let file = e.file().try_clone().unwrap();
+        // The collapse is done by a thread of its own: wait for it, at most 10 s.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while resident(&file) != HUGE && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(
+            resident(&file),
+            HUGE,
+            "the run was collapsed into one huge page (needs transparent huge pages)"
+        );
+        let parts: [&[u8]; 2] = [b"HTTP/1.1 200 OK\r\n", b"Content-Length: 12288\r\n\r\n"];
+        e.write_head(parts, 1).unwrap();
+        let (held, from) = e.after_head(parts).unwrap();
+        let whole = (held.offset() - from) as usize + b.len();
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        let mut at = from;
+        let mut spliced = 0;
+        while spliced < whole {
+            spliced += rustix::pipe::splice(
+                e.file().as_fd(),
+                Some(&mut at),
+                &w,
+                None,
+                whole - spliced,
+                rustix::pipe::SpliceFlags::empty(),
+            )
+            .unwrap();
+        }
+        drop(held);
+        e.write_head([b"HTTP/1.1 200 OK\r\n", b"Content-Length: 1\r\n\r\n"], 2)
+            .unwrap();
+        drop(e);
+        assert_eq!(resident(&file), 0, "the run went with its last copy");
+        let mut sent = vec![0; whole];
+        let mut got = 0;
+        while got < whole {
+            got += rustix::io::read(&r, &mut sent[got..]).unwrap();
+        }
+        assert_eq!(
+            &sent[..whole - b.len()],
+            &parts.concat()[..],
+            "the old head"
+        );
+        assert_eq!(&sent[whole - b.len()..], &b[..], "the old body");
+    }
 }

@@ -679,6 +679,17 @@ mod body {
         Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
+    /// Reports one line of /proc/self/smaps_rollup (how much of our memory is on huge pages)
+    /// on stderr, which benches/ring-floor.sh prints.
+    fn say_rollup(field: &str) {
+        let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+        let line = rollup.lines().find(|l| l.starts_with(field)).unwrap_or("?");
+        eprintln!(
+            "ring-floor: {}",
+            line.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+    }
+
     /// A new file in `TMPDIR` (default /tmp), unlinked at once: only its descriptor holds it.
     fn disk_file() -> io::Result<std::fs::File> {
         let path = std::env::temp_dir().join(format!("ring-floor-{}", std::process::id()));
@@ -735,15 +746,7 @@ mod body {
             // SAFETY: advice on the mapping just made; it changes no byte of the file.
             os(unsafe { libc::madvise(map, HUGE, libc::MADV_COLLAPSE) }).map(drop)
         };
-        let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
-        let pmd = rollup
-            .lines()
-            .find(|l| l.starts_with("ShmemPmdMapped"))
-            .unwrap_or("?");
-        eprintln!(
-            "ring-floor: {}",
-            pmd.split_whitespace().collect::<Vec<_>>().join(" ")
-        );
+        say_rollup("ShmemPmdMapped");
         // SAFETY: unmaps the reservation (and the mapping inside it), which nothing refers to.
         os(unsafe { libc::munmap(span, 2 * HUGE) })?;
         res.map_err(|e| io::Error::other(format!("MADV_COLLAPSE of the memory file: {e}")))
@@ -889,15 +892,7 @@ mod body {
     pub fn run(listener: TcpListener, source: Source, body: usize) -> io::Result<()> {
         let a = answer(source, body)?;
         if source == Source::VmspliceThp {
-            let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
-            let huge = rollup
-                .lines()
-                .find(|l| l.starts_with("AnonHugePages"))
-                .unwrap_or("?");
-            eprintln!(
-                "ring-floor: {}",
-                huge.split_whitespace().collect::<Vec<_>>().join(" ")
-            );
+            say_rollup("AnonHugePages");
         }
         listener.set_nonblocking(true)?;
         // SAFETY: epoll_create1 takes no memory of ours.
