@@ -17,20 +17,24 @@
 //! punch takes out of the file. (Punching part of a huge page would zero those bytes in
 //! place, under the send.)
 //!
-//! Each new run is collapsed into one transparent huge page (`MADV_COLLAPSE`, through the
-//! [`Collapse`] the caller gives, which may do it later, elsewhere: the bytes stay the
-//! same, so sends go on meanwhile). `sendfile` then takes a reference and fills a pipe
-//! buffer per folio, not per 4 KiB page: 1–10% less CPU per request at 16 to 64 KiB,
-//! measured in runs of 11 alternated rounds. Where the kernel will not collapse it
-//! (no THP, no free huge page), the run stays in 4 KiB pages and works the same.
+//! Runs are made transparent huge pages (`MADV_COLLAPSE`, through the [`Collapse`] the
+//! caller gives, which may do it later, elsewhere). `sendfile` then takes a reference and
+//! fills a pipe buffer per folio, not per 4 KiB page: 1–10% less CPU per request at 16 to
+//! 64 KiB, measured in runs of 11 alternated rounds. The kernel refuses to collapse pages
+//! that something else holds a reference to, as a socket's queue does to pages it is
+//! sending, so a run collapsed once copies are sent from it often stays in 4 KiB pages
+//! under load. The arena therefore keeps one run ready ([`Inner::spare`]): taken and
+//! collapsed before anything is written to it, and used as the next new run. Where the
+//! kernel will not collapse a run (no THP, no free huge page), it stays in 4 KiB pages and
+//! works the same.
 //!
 //! Each copy of a body has a page before it for a response head, written so that it ends
 //! where the body starts: a head and its body go to the socket in one `sendfile`. A copy's
 //! head is written once; a new head (its Date changes each second) is written before a new
 //! copy of the body, and the old copy stays while a send holds it ([`Held`]).
 //!
-//! The file is sparse: its size is address space, and only the runs in use take memory,
-//! so the memory is at most the address space given to [`Arena::new`]. One descriptor per
+//! The file is sparse: its size is address space, and only the runs in use and the spare
+//! take memory, so the memory is at most the address space given to [`Arena::new`]. One descriptor per
 //! worker, whatever it holds. Never imports `http` or `server`.
 
 use std::cell::{Cell, RefCell};
@@ -73,6 +77,11 @@ struct Inner {
     open: RefCell<Option<(Weak<Run>, u64)>>,
     /// Asked for each new run; `None`: runs stay in 4 KiB pages.
     collapse: Option<Collapse>,
+    /// Where a run taken out of the free ranges waits to be the next new run: its first
+    /// page written (a run holding no data is not collapsed) and its collapse asked for,
+    /// so that it is one huge page before any socket holds its pages. Only with
+    /// `collapse`.
+    spare: Cell<Option<u64>>,
 }
 
 /// A run of the file in use: punched out and given back when the last copy in it goes.
@@ -150,14 +159,15 @@ impl Arena {
         file.set_len(capacity)?;
         let mut free = BTreeMap::new();
         free.insert(0, capacity);
-        Ok(Arena {
-            inner: Rc::new(Inner {
-                file,
-                free: RefCell::new(free),
-                open: RefCell::new(None),
-                collapse,
-            }),
-        })
+        let inner = Rc::new(Inner {
+            file,
+            free: RefCell::new(free),
+            open: RefCell::new(None),
+            collapse,
+            spare: Cell::new(None),
+        });
+        inner.ready_spare();
+        Ok(Arena { inner })
     }
 
     /// Copies `bytes` into the arena; `None` when no run is free for them (the caller keeps
@@ -307,18 +317,23 @@ impl Inner {
     /// boundary) to the open run, or to a new run when it has no room.
     fn copy(self: &Rc<Self>, body: &[u8], head: &[u8]) -> Option<BodyCopy> {
         let size = PAGE + round_up((body.len() as u64).max(1));
-        let (run, start, new) = self.room(size)?;
+        let (run, start, fresh, opened) = self.room(size)?;
         let offset = start + PAGE;
         // On failure the run (if new) goes with the last reference here.
         self.file.write_all_at(body, offset).ok()?;
         self.file
             .write_all_at(head, offset - head.len() as u64)
             .ok()?;
-        if new {
+        if fresh {
             if let Some(collapse) = self.collapse {
-                // A run that stays in 4 KiB pages works the same, at more CPU per send.
+                // Not the spare (a body larger than a run, or none was free): collapsed
+                // now, which fails if sends already hold its pages. A run that stays in
+                // 4 KiB pages works the same, at more CPU per send.
                 let _ = collapse(self.file.as_fd(), run.start, run.len);
             }
+        }
+        if opened {
+            self.ready_spare();
         }
         Some(BodyCopy {
             _run: run,
@@ -328,28 +343,60 @@ impl Inner {
         })
     }
 
-    /// `size` bytes of unwritten space: the open run's, or a new run's (which becomes the
-    /// open one; `true` with it).
-    fn room(self: &Rc<Self>, size: u64) -> Option<(Rc<Run>, u64, bool)> {
+    /// `size` bytes of unwritten space: the open run's, or a new run's, which becomes the
+    /// open one. Also whether that run is fresh (new, and not the spare, whose collapse
+    /// was asked for already) and whether it was opened now.
+    fn room(self: &Rc<Self>, size: u64) -> Option<(Rc<Run>, u64, bool, bool)> {
         let mut open = self.open.borrow_mut();
         if let Some((run, next)) = open.as_mut() {
             if let Some(run) = run.upgrade() {
                 if *next + size <= run.start + run.len {
                     let at = *next;
                     *next += size;
-                    return Some((run, at, false));
+                    return Some((run, at, false, false));
                 }
             }
         }
         let len = size.div_ceil(RUN) * RUN;
-        let start = self.take(len)?;
+        let (start, fresh) = match self.spare.take() {
+            Some(start) if len == RUN => (start, false),
+            spare => {
+                self.spare.set(spare);
+                (self.take(len)?, true)
+            }
+        };
         let run = Rc::new(Run {
             arena: Rc::downgrade(self),
             start,
             len,
         });
         *open = Some((Rc::downgrade(&run), start + size));
-        Some((run, start, true))
+        Some((run, start, fresh, true))
+    }
+
+    /// Takes a run to be the next new one and has it collapsed while nothing is sent from
+    /// it, if there is none yet and a run is free.
+    fn ready_spare(&self) {
+        let Some(collapse) = self.collapse else {
+            return;
+        };
+        if self.spare.get().is_some() {
+            return;
+        }
+        let Some(start) = self.take(RUN) else {
+            return;
+        };
+        // A page of data (zeros; the first copy writes its head page over them, before
+        // anything is sent from it): the kernel collapses no range that holds none.
+        if self.file.write_all_at(&[0; PAGE as usize], start).is_err() {
+            if punch(&self.file, start, RUN).is_ok() {
+                self.release(start, RUN);
+            }
+            return;
+        }
+        // A spare that stays in 4 KiB pages works the same, at more CPU per send.
+        let _ = collapse(self.file.as_fd(), start, RUN);
+        self.spare.set(Some(start));
     }
 
     /// First fit: the lowest free range of at least `len` bytes, split.
@@ -693,11 +740,85 @@ mod tests {
         assert_eq!(e.head_tag(), 1);
     }
 
+    thread_local! {
+        /// What [`record_collapse`] was asked: offset, length, and whether the range held
+        /// nothing but zeros then.
+        static COLLAPSES: RefCell<Vec<(u64, u64, bool)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A [`Collapse`] that only records what it is asked (the engine's, which collapses for
+    /// real, is tested in the store, since `fs` imports no engine).
+    fn record_collapse(file: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+        let mut bytes = vec![0; len as usize];
+        rustix::io::pread(file, &mut bytes, offset)?;
+        let zeros = bytes.iter().all(|&b| b == 0);
+        COLLAPSES.with(|c| c.borrow_mut().push((offset, len, zeros)));
+        Ok(())
+    }
+
+    fn collapses() -> Vec<(u64, u64, bool)> {
+        COLLAPSES.with(|c| c.take())
+    }
+
+    #[test]
+    fn the_next_run_is_collapsed_before_anything_is_written_to_it() {
+        collapses();
+        let arena = Arena::new(4 * RUN, Some(record_collapse)).unwrap();
+        assert_eq!(
+            collapses(),
+            [(0, RUN, true)],
+            "a spare run, made ready at once"
+        );
+        assert_eq!(
+            arena.resident_bytes().unwrap(),
+            PAGE,
+            "one page of it written"
+        );
+        let a = arena.store(&body(10_000, 1)).unwrap();
+        assert_eq!(a.hold().offset(), PAGE, "the first copy goes to the spare");
+        assert_eq!(collapses(), [(RUN, RUN, true)], "the next spare");
+        // Larger than a run: a new range of two runs, asked for once its copy is written.
+        let big = arena.store(&body(RUN as usize + 1, 2)).unwrap();
+        assert_eq!(big.hold().offset(), 2 * RUN + PAGE);
+        assert_eq!(collapses(), [(2 * RUN, 2 * RUN, false)]);
+        // The open run (the big one) has no room for another run's worth: the spare.
+        let c = arena.store(&body((RUN - PAGE) as usize, 3)).unwrap();
+        assert_eq!(c.hold().offset(), RUN + PAGE);
+        assert_eq!(collapses(), [], "no run free for another spare");
+        assert!(arena.inner.spare.get().is_none());
+        // A spare is taken again when a new run is next opened and one is free.
+        drop(big);
+        let d = arena.store(&body((RUN - PAGE) as usize, 4)).unwrap();
+        assert_eq!(
+            d.hold().offset(),
+            2 * RUN + PAGE,
+            "no spare: a new run, first fit"
+        );
+        assert_eq!(collapses(), [(2 * RUN, RUN, false), (3 * RUN, RUN, true)]);
+        for (e, seed) in [(&a, 1), (&c, 3), (&d, 4)] {
+            assert_eq!(read_back(e), body(e.len() as usize, seed));
+        }
+    }
+
     /// Against a model: random stores, new heads, holds and frees; every live body and every
     /// held copy reads back as written, and the file never holds more runs than it has.
     #[test]
     fn random_stores_heads_and_frees_keep_every_copy_intact() {
-        let arena = Arena::new(4 * RUN, None).unwrap();
+        model(None);
+    }
+
+    /// The same with a spare run kept ready.
+    #[test]
+    fn random_stores_heads_and_frees_keep_every_copy_intact_beside_a_spare() {
+        model(Some(record_collapse));
+        assert!(
+            collapses().iter().filter(|&&(.., zeros)| zeros).count() > 10,
+            "spares were made ready and used"
+        );
+    }
+
+    fn model(collapse: Option<Collapse>) {
+        let arena = Arena::new(4 * RUN, collapse).unwrap();
         let mut live: Vec<(Extent, Vec<u8>)> = Vec::new();
         let mut held: Vec<(Held, Vec<u8>)> = Vec::new();
         let mut seed = 0x9e37_79b9_u32;

@@ -977,7 +977,7 @@ mod tests {
         use std::os::fd::AsFd;
         const HUGE: u64 = 2 << 20;
         let resident = |f: &File| rustix::fs::fstat(f).unwrap().st_blocks as u64 * 512;
-        let arena = Arena::new(4 * HUGE, Some(crate::engine::collapse_later)).unwrap();
+        let arena = Arena::new(HUGE, Some(crate::engine::collapse_later)).unwrap();
         let b: Vec<u8> = (0..3 * 4096u32).map(|i| (i % 251) as u8).collect();
         let e = arena.store(&b).unwrap();
         let file = e.file().try_clone().unwrap();
