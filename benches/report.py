@@ -480,6 +480,10 @@ def main():
                                         f"({meta.get('warmup')})"),
         ("CPU quota run", meta.get("quota")),
         ("open-file limit (ulimit -n)", meta.get("nofile")),
+        ("netfilter connection tracking",
+         f"on ({meta['conntrack']} connections tracked after the run): every server's requests "
+         "also went through it" if meta.get("conntrack", "0") not in ("0", "")
+         else "off"),
         ("corpus", meta.get("corpus")),
     ]
     intro = ("Produced by `benches/vs-nginx.sh` (method: README.md, section Benchmark against nginx). Each workload "
