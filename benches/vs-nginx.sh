@@ -957,8 +957,14 @@ done
 # Connection tracking (loaded by any NAT rule, such as those dockerd installs) puts every
 # loopback segment of every server through netfilter: about 0.7 CPU-µs per 1 KiB request
 # in perf profiles of both nginx and fserve, a cost that narrows every ratio. After the run
-# it has tracked wrk's connections if it is on.
-conntrack=$(cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null || echo 0)
+# it has tracked wrk's connections to the servers' ports if it is on (closed ones stay listed
+# for two minutes); without the table in /proc, any tracked connection counts.
+if [[ -r /proc/net/nf_conntrack ]]; then
+    ports=$(IFS='|'; echo "${SLOT_PORT[*]}")
+    conntrack=$(grep -cE "dport=($ports) " /proc/net/nf_conntrack || true)
+else
+    conntrack=$(cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null || echo 0)
+fi
 if ((conntrack > 0)); then
     say "note: netfilter connection tracking is on ($conntrack connections tracked): every server's" \
         "requests also pay for it, which narrows the ratios; see 'nft list ruleset' (dockerd's NAT" \
