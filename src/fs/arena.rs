@@ -34,8 +34,8 @@
 //! copy of the body, and the old copy stays while a send holds it ([`Held`]).
 //!
 //! The file is sparse: its size is address space, and only the runs in use and the spare
-//! take memory, so the memory is at most the address space given to [`Arena::new`]. One descriptor per
-//! worker, whatever it holds. Never imports `http` or `server`.
+//! take memory, so the memory is at most the address space given to [`Arena::new`]. One
+//! descriptor per worker, whatever it holds. Never imports `http` or `server`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
