@@ -323,6 +323,20 @@ impl Metrics {
         }
         family(
             out,
+            "fserve_memory_file_huge_page_runs_total",
+            "counter",
+            "2 MiB runs of the workers' memory files the kernel was asked to make huge pages, \
+             by result: made, or refused (left in 4 KiB pages).",
+        );
+        let (made, refused) = crate::engine::huge_page_runs();
+        for (result, n) in [("made", made), ("refused", refused)] {
+            let _ = writeln!(
+                out,
+                "fserve_memory_file_huge_page_runs_total{{result=\"{result}\"}} {n}"
+            );
+        }
+        family(
+            out,
             "fserve_build_info",
             "gauge",
             "Always 1; the labels say which build and engine serve.",

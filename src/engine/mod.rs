@@ -159,6 +159,18 @@ const COLLAPSE_QUEUE: usize = 64;
 /// Tries of a collapse the kernel refused for a page that was busy (EAGAIN), 10 ms apart.
 const COLLAPSE_TRIES: usize = 5;
 
+/// Runs [`collapse_later`] made huge pages, and runs the kernel left in 4 KiB pages, since
+/// the process started (for `/metrics`).
+static HUGE_PAGES: [std::sync::atomic::AtomicU64; 2] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 2];
+
+/// How many runs of memory files [`collapse_later`] has made huge pages, and how many the
+/// kernel refused (no THP, no free huge page, or pages still held after every try).
+pub(crate) fn huge_page_runs() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (HUGE_PAGES[0].load(Relaxed), HUGE_PAGES[1].load(Relaxed))
+}
+
 /// Asks a thread of its own to make the pages of a memory file in `offset..offset + len`
 /// (whole 2 MiB runs at 2 MiB offsets) transparent huge pages, for the file store's memory
 /// file. Off the workers: `MADV_COLLAPSE` copies 2 MiB, and may first
@@ -186,14 +198,20 @@ pub(crate) fn collapse_later(file: BorrowedFd<'_>, offset: u64, len: u64) -> io:
                         // EAGAIN: a page was busy (locked, or being written); try again a
                         // few times. A run left in 4 KiB pages works the same, at more CPU
                         // per send.
+                        let mut made = false;
                         for _ in 0..COLLAPSE_TRIES {
                             match uring::collapse(fd, offset, len) {
                                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
                                     std::thread::sleep(std::time::Duration::from_millis(10));
                                 }
-                                _ => break,
+                                res => {
+                                    made = res.is_ok();
+                                    break;
+                                }
                             }
                         }
+                        let count = &HUGE_PAGES[usize::from(!made)];
+                        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
             })

@@ -768,3 +768,35 @@ fn connections_closed_are_counted_by_reason() {
     }
     drop((c, d));
 }
+
+/// `/metrics` counts the memory file's runs the kernel made huge pages: the run each worker
+/// keeps ready from the start, and the next one once a cached file takes the first. (The
+/// real binary: the count is the process's, which in-process test servers share.)
+#[test]
+fn the_memory_files_huge_pages_are_counted() {
+    let root = tempfile::tempdir().unwrap();
+    write(root.path(), "h.bin", pattern_bytes(65_536, 3));
+    let srv = BinServer::start(root.path(), &["-t", "1", "--admin", "127.0.0.1:0"]);
+    let admin = admin_of(&srv);
+    let runs = |result: &str| {
+        let text = admin_get(admin, "/metrics").1;
+        sample(
+            &text,
+            &format!("fserve_memory_file_huge_page_runs_total{{result=\"{result}\"}}"),
+        )
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "the ready run counted as made (needs transparent huge pages)",
+        || runs("made") == Some(1.0),
+    );
+    assert_body_eq(
+        &Conn::open(srv.addr).get("/h.bin").body,
+        &pattern_bytes(65_536, 3),
+        "h.bin",
+    );
+    wait_until(Duration::from_secs(10), "the next run counted", || {
+        runs("made") == Some(2.0)
+    });
+    assert_eq!(runs("refused"), Some(0.0));
+}
