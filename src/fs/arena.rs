@@ -317,7 +317,7 @@ impl Inner {
     /// boundary) to the open run, or to a new run when it has no room.
     fn copy(self: &Rc<Self>, body: &[u8], head: &[u8]) -> Option<BodyCopy> {
         let size = PAGE + round_up((body.len() as u64).max(1));
-        let (run, start, fresh, opened) = self.room(size)?;
+        let (run, start, fresh) = self.room(size)?;
         let offset = start + PAGE;
         // On failure the run (if new) goes with the last reference here.
         self.file.write_all_at(body, offset).ok()?;
@@ -332,9 +332,8 @@ impl Inner {
                 let _ = collapse(self.file.as_fd(), run.start, run.len);
             }
         }
-        if opened {
-            self.ready_spare();
-        }
+        // After the collapse above, so that the thread gets to the run being sent first.
+        self.ready_spare();
         Some(BodyCopy {
             _run: run,
             offset,
@@ -344,16 +343,16 @@ impl Inner {
     }
 
     /// `size` bytes of unwritten space: the open run's, or a new run's, which becomes the
-    /// open one. Also whether that run is fresh (new, and not the spare, whose collapse
-    /// was asked for already) and whether it was opened now.
-    fn room(self: &Rc<Self>, size: u64) -> Option<(Rc<Run>, u64, bool, bool)> {
+    /// open one (`true` with it unless it was the spare, whose collapse was asked for
+    /// already).
+    fn room(self: &Rc<Self>, size: u64) -> Option<(Rc<Run>, u64, bool)> {
         let mut open = self.open.borrow_mut();
         if let Some((run, next)) = open.as_mut() {
             if let Some(run) = run.upgrade() {
                 if *next + size <= run.start + run.len {
                     let at = *next;
                     *next += size;
-                    return Some((run, at, false, false));
+                    return Some((run, at, false));
                 }
             }
         }
@@ -371,11 +370,12 @@ impl Inner {
             len,
         });
         *open = Some((Rc::downgrade(&run), start + size));
-        Some((run, start, fresh, true))
+        Some((run, start, fresh))
     }
 
     /// Takes a run to be the next new one and has it collapsed while nothing is sent from
-    /// it, if there is none yet and a run is free.
+    /// it, if there is none yet and a run is free (one check when there is: it runs with
+    /// every new copy, not with every request).
     fn ready_spare(&self) {
         let Some(collapse) = self.collapse else {
             return;
@@ -786,7 +786,7 @@ mod tests {
         assert_eq!(c.hold().offset(), RUN + PAGE);
         assert_eq!(collapses(), [], "no run free for another spare");
         assert!(arena.inner.spare.get().is_none());
-        // A spare is taken again when a new run is next opened and one is free.
+        // A spare is taken again with the next copy once a run is free.
         drop(big);
         let d = arena.store(&body((RUN - PAGE) as usize, 4)).unwrap();
         assert_eq!(
