@@ -72,10 +72,6 @@ pub(crate) struct RingSetup {
     pub coop_taskrun: bool,
     /// IORING_SETUP_SINGLE_ISSUER: only the worker thread that made the ring submits.
     pub single_issuer: bool,
-    /// A multishot RECV into provided buffers works (Linux 6.0; the vendored runtime only):
-    /// a connection's receives between requests are one operation, armed once, instead of
-    /// one each. Set by the probe, never a candidate's own.
-    pub recv_multishot: bool,
 }
 
 impl RingSetup {
@@ -87,25 +83,21 @@ impl RingSetup {
             defer_taskrun: true,
             coop_taskrun: false,
             single_issuer: true,
-            recv_multishot: false,
         },
         RingSetup {
             defer_taskrun: false,
             coop_taskrun: true,
             single_issuer: true,
-            recv_multishot: false,
         },
         RingSetup {
             defer_taskrun: false,
             coop_taskrun: true,
             single_issuer: false,
-            recv_multishot: false,
         },
         RingSetup {
             defer_taskrun: false,
             coop_taskrun: false,
             single_issuer: false,
-            recv_multishot: false,
         },
     ];
 
@@ -218,14 +210,10 @@ fn probe_here() -> Result<RingSetup, ProbeError> {
                         return Err(ProbeError::MissingOp(name));
                     }
                 }
-                let mut ring = ring;
-                if !cancels_by_fd(&mut ring) {
+                if !cancels_by_fd(ring) {
                     return Err(ProbeError::MissingOp("ASYNC_CANCEL by file descriptor"));
                 }
-                return Ok(RingSetup {
-                    recv_multishot: cfg!(fserve_vendored_uring) && receives_multishot(&mut ring),
-                    ..setup
-                });
+                return Ok(setup);
             }
             // An older kernel refuses flags it does not know with EINVAL: try fewer.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = Some(e),
@@ -239,7 +227,7 @@ fn probe_here() -> Result<RingSetup, ProbeError> {
 
 /// Whether ASYNC_CANCEL takes IORING_ASYNC_CANCEL_FD (Linux 5.19): cancelling by fd with
 /// nothing in flight answers ENOENT where it is understood, EINVAL where it is not.
-fn cancels_by_fd(ring: &mut io_uring::IoUring) -> bool {
+fn cancels_by_fd(mut ring: io_uring::IoUring) -> bool {
     let cancel = io_uring::opcode::AsyncCancel2::new(
         io_uring::types::CancelBuilder::fd(io_uring::types::Fd(0)).all(),
     )
@@ -253,67 +241,6 @@ fn cancels_by_fd(ring: &mut io_uring::IoUring) -> bool {
     ring.completion()
         .next()
         .is_some_and(|cqe| cqe.result() != -libc::EINVAL)
-}
-
-/// Whether a multishot RECV into a ring of provided buffers works (Linux 6.0): on a socket
-/// pair, one byte sent must complete the receive with a buffer and the op still armed.
-fn receives_multishot(ring: &mut io_uring::IoUring) -> bool {
-    use io_uring::{cqueue, opcode, types};
-    use std::os::fd::AsRawFd;
-    let Ok((a, b)) = std::os::unix::net::UnixStream::pair() else {
-        return false;
-    };
-    // One page: the ring's two entries at its start, the buffer at its end.
-    #[repr(C, align(4096))]
-    struct Page([u8; 4096]);
-    let mut page = Box::new(Page([0; 4096]));
-    let base = page.0.as_mut_ptr();
-    // SAFETY: the page holds two 16-byte entries at its start; the first names the page's
-    // last 64 bytes as buffer 0, and the tail (in the first entry) says one is there.
-    unsafe {
-        let ring_entries = base.cast::<types::BufRingEntry>();
-        let e = &mut *ring_entries;
-        e.set_addr(base.add(4096 - 64) as u64);
-        e.set_len(64);
-        e.set_bid(0);
-        *types::BufRingEntry::tail(ring_entries).cast_mut() = 1;
-    }
-    // SAFETY: `page` is page-aligned (its type's alignment) and outlives the ring's use of
-    // it: the group is unregistered below before `page` is dropped, after the receive has
-    // ended (once unregistered, no receive can take a buffer from it either).
-    if unsafe { ring.submitter().register_buf_ring(base as u64, 2, 7) }.is_err() {
-        return false;
-    }
-    let recv = opcode::RecvMulti::new(types::Fd(a.as_raw_fd()), 7)
-        .build()
-        .user_data(2);
-    // SAFETY: the entry names `a` (open until this function returns, after the op has
-    // ended) and buffer group 7, registered just above from `page`.
-    let pushed = unsafe { ring.submission().push(&recv) }.is_ok();
-    let mut works = false;
-    if pushed && ring.submit().is_ok() && std::io::Write::write_all(&mut &b, b"x").is_ok() {
-        let _ = ring.submit_and_wait(1);
-        works = ring.completion().next().is_some_and(|cqe| {
-            cqe.result() == 1
-                && cqueue::buffer_select(cqe.flags()) == Some(0)
-                && cqueue::more(cqe.flags())
-        });
-    }
-    // End the receive (if it still runs) before the page goes: the peer's close ends it.
-    drop(b);
-    let _ = a.shutdown(std::net::Shutdown::Both);
-    for _ in 0..4 {
-        if ring
-            .completion()
-            .any(|cqe| cqe.user_data() == 2 && !cqueue::more(cqe.flags()))
-        {
-            break;
-        }
-        let _ = ring.submit_and_wait(1);
-    }
-    let _ = ring.submitter().unregister_buf_ring(7);
-    drop(page);
-    works
 }
 
 /// Builds this thread's ring and runtime with `setup`, and runs `fut` to completion on it.
@@ -332,15 +259,7 @@ pub(crate) fn block_on<F: Future>(
     announced: impl FnOnce(&F::Output) -> bool,
 ) -> io::Result<F::Output> {
     let mut rt = RuntimeGuard(Some(tokio_uring::Runtime::new(&setup.runtime())?));
-    let out = rt.0.as_ref().map(|rt| {
-        rt.block_on(async {
-            #[cfg(fserve_vendored_uring)]
-            if setup.recv_multishot {
-                ops::recv_buffers_start();
-            }
-            fut.await
-        })
-    });
+    let out = rt.0.as_ref().map(|rt| rt.block_on(fut));
     let out = out.expect("the runtime was built above");
     let pending = ops::in_flight();
     let announced = announced(&out);
@@ -349,9 +268,6 @@ pub(crate) fn block_on<F: Future>(
         std::mem::forget(rt.0.take());
     }
     drop(rt);
-    // The ring is closed (or leaked with the receives that hold the buffers).
-    #[cfg(fserve_vendored_uring)]
-    ops::recv_buffers_end();
     debug_assert!(
         pending == 0 || announced,
         "a worker ended with {pending} io_uring op(s) in flight and did not drain them"
@@ -621,12 +537,6 @@ pub(crate) struct Socket {
     fd: Rc<OwnedFd>,
     /// The msghdr of the last send, kept for the next (its box is the send's stable data).
     msg: Cell<Option<Box<ops::MsgHdr>>>,
-    /// The multishot receive armed on the socket, kept between [`Socket::recv`] calls.
-    #[cfg(fserve_vendored_uring)]
-    rx: Cell<Option<ops::Multishot>>,
-    /// [`Socket::cancel_pending`] was called during the current [`Socket::recv`].
-    #[cfg(fserve_vendored_uring)]
-    cancelled: Cell<bool>,
 }
 
 impl Socket {
@@ -634,59 +544,13 @@ impl Socket {
         Socket {
             fd: Rc::new(fd),
             msg: Cell::new(None),
-            #[cfg(fserve_vendored_uring)]
-            rx: Cell::new(None),
-            #[cfg(fserve_vendored_uring)]
-            cancelled: Cell::new(false),
         }
     }
 
     /// Receives into the spare capacity of `buf` (after its length) and grows its length by
     /// the count received; `Ok(0)` is the peer's end of stream.
-    ///
-    /// Where the worker has provided receive buffers ([`RingSetup::recv_multishot`]), the
-    /// socket's receives are one multishot RECV, armed by the first call and kept armed
-    /// between calls: bytes that arrive meanwhile wait in their provided buffer for the next
-    /// call, which copies them into `buf`, growing it by at most what does not fit (one
-    /// provided buffer, 1 KiB). It ends with the peer's end, an error or a cancel; one that
-    /// ends because no buffer was free is answered by a single-shot RECV into `buf`, and the
-    /// next call arms a new one. Dropping the socket cancels it.
     pub(crate) async fn recv(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        #[cfg(fserve_vendored_uring)]
-        return self.recv_multishot(buf).await;
-        #[cfg(not(fserve_vendored_uring))]
         ops::recv(&self.fd, buf).await
-    }
-
-    #[cfg(fserve_vendored_uring)]
-    async fn recv_multishot(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        use ops::Got;
-        self.cancelled.set(false);
-        loop {
-            let op = match self.rx.take() {
-                Some(op) => Some(op),
-                None => ops::arm_recv(&self.fd),
-            };
-            let Some(mut op) = op else {
-                return ops::recv(&self.fd, buf).await;
-            };
-            let Some(cqe) = std::future::poll_fn(|cx| op.poll_next(cx)).await else {
-                unreachable!("an ended receive is never kept");
-            };
-            let got = ops::received(&op, &cqe, &mut buf);
-            if !op.is_ended() {
-                self.rx.set(Some(op));
-            }
-            return match got {
-                Got::Data(n) => (Ok(n), buf),
-                Got::Eof => (Ok(0), buf),
-                Got::NoBuffers => ops::recv(&self.fd, buf).await,
-                // A cancel meant for an earlier wait, whose bytes raced it: arm anew.
-                Got::Cancelled if !self.cancelled.get() => continue,
-                Got::Cancelled => (Err(io::Error::from_raw_os_error(libc::ECANCELED)), buf),
-                Got::Failed(e) => (Err(e), buf),
-            };
-        }
     }
 
     /// Sends what `batch` holds, once; may send less than all of it (see
@@ -749,24 +613,12 @@ impl Socket {
     /// Waits until the socket has bytes to read, or the peer closed or failed: an idle
     /// connection waits here without lending the kernel a buffer.
     pub(crate) async fn readable(&self) -> io::Result<()> {
-        // A multishot receive still armed would take the bytes this waits for.
-        #[cfg(fserve_vendored_uring)]
-        {
-            let rx = self.rx.take();
-            debug_assert!(
-                rx.is_none(),
-                "a socket waits for readability with a receive armed"
-            );
-            self.rx.set(rx);
-        }
         ops::poll(&self.fd, libc::POLLIN).await
     }
 
     /// Cancels every ring operation pending on this socket; they complete promptly (with
     /// ECANCELED unless they had already finished), handing back their buffers.
     pub(crate) async fn cancel_pending(&self) {
-        #[cfg(fserve_vendored_uring)]
-        self.cancelled.set(true);
         let _ = ops::cancel_all(&self.fd).await;
     }
 
@@ -913,248 +765,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(received, N, "receives that got their byte within 5 s");
-    }
-
-    /// Writes `chunks` to `client` one at a time, each after the last has had time to
-    /// arrive on its own (so each is a completion of its own).
-    #[cfg(fserve_vendored_uring)]
-    fn send_apart(client: &TcpStream, chunks: &[&[u8]]) {
-        use std::io::Write;
-        for c in chunks {
-            (&*client).write_all(c).unwrap();
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// [`send_apart`] from another thread while this one keeps the runtime turning (so
-    /// each chunk is reaped as a completion of its own while no task receives).
-    #[cfg(fserve_vendored_uring)]
-    async fn send_apart_meanwhile(client: &TcpStream, chunks: &'static [&'static [u8]]) {
-        let client = client.try_clone().unwrap();
-        let sender = std::thread::spawn(move || send_apart(&client, chunks));
-        while !sender.is_finished() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        sender.join().unwrap();
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-
-    /// Receives on `sock` until `want` bytes are in the buffer (at most 5 s).
-    #[cfg(fserve_vendored_uring)]
-    async fn recv_exactly(sock: &Socket, want: usize) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(16);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while buf.len() < want {
-            let (res, got) = tokio::time::timeout_at(deadline, sock.recv(buf))
-                .await
-                .expect("the bytes sent arrive within 5 s");
-            buf = got;
-            assert!(res.unwrap() > 0, "the peer is still there");
-        }
-        buf
-    }
-
-    /// Multishot receives into provided buffers (8 of them under test) on twelve
-    /// connections: bytes that arrive while nobody receives wait in their buffers, the
-    /// receives that find no buffer free end and are answered by a single-shot receive, and
-    /// every connection gets exactly its bytes, in order. Then every buffer is free again:
-    /// eight more arrivals need no fallback.
-    #[cfg(fserve_vendored_uring)]
-    #[test]
-    fn multishot_receives_keep_every_byte_in_order_when_the_buffers_run_out() {
-        const N: usize = 12;
-        let setup = probe().expect("io_uring must be available for the io_uring engine's tests");
-        assert!(
-            setup.recv_multishot,
-            "multishot receives must work here (Linux 6.0 or later): {setup:?}"
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let clients: Vec<TcpStream> = (0..N).map(|_| TcpStream::connect(addr).unwrap()).collect();
-        let chunk = |i: usize, k: usize| format!("<{i}:{k}:{}>", "x".repeat(i * 40 + k));
-        let expected: Vec<String> = (0..N)
-            .map(|i| (0..3).map(|k| chunk(i, k)).collect::<String>())
-            .collect();
-        let (got, fallbacks, after) = block_on(
-            setup,
-            async move {
-                let l = Listener::new(listener).unwrap();
-                let mut socks = Vec::new();
-                for _ in 0..N {
-                    socks.push(l.accept().await.unwrap());
-                }
-                // Arm each connection's receive with a first byte.
-                for (c, s) in clients.iter().zip(&socks) {
-                    send_apart(c, &[b"!"]);
-                    assert_eq!(recv_exactly(s, 1).await, b"!");
-                }
-                let before = ops::NO_BUFFERS.with(Cell::get);
-                // Three chunks to every connection while this task receives nothing; the
-                // worker keeps reaping (it sleeps on the runtime).
-                let sender = std::thread::spawn(move || {
-                    for k in 0..3 {
-                        for (i, c) in clients.iter().enumerate() {
-                            send_apart(c, &[chunk(i, k).as_bytes()]);
-                        }
-                    }
-                    clients
-                });
-                while !sender.is_finished() {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                let clients = sender.join().unwrap();
-                let mut got = Vec::new();
-                for (i, s) in socks.iter().enumerate() {
-                    let bytes = recv_exactly(s, (0..3).map(|k| chunk(i, k).len()).sum()).await;
-                    got.push(String::from_utf8(bytes).unwrap());
-                }
-                let fallbacks = ops::NO_BUFFERS.with(Cell::get) - before;
-                // Every buffer is back: eight arrivals that nobody receives yet take all
-                // eight with no fallback.
-                send_apart(&clients[0], &[b"?"]);
-                assert_eq!(recv_exactly(&socks[0], 1).await, b"?");
-                let before = ops::NO_BUFFERS.with(Cell::get);
-                send_apart_meanwhile(
-                    &clients[0],
-                    &[b"a", b"b", b"c", b"d", b"e", b"f", b"g", b"h"],
-                )
-                .await;
-                assert_eq!(recv_exactly(&socks[0], 8).await, b"abcdefgh");
-                let after = ops::NO_BUFFERS.with(Cell::get) - before;
-                drop(socks);
-                drop(clients);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                (got, fallbacks, after)
-            },
-            |_| false,
-        )
-        .unwrap();
-        assert_eq!(got, expected, "each connection's bytes, in order");
-        assert!(
-            fallbacks > 0,
-            "36 arrivals waited for 8 buffers, so some receives must have found none"
-        );
-        assert_eq!(after, 0, "a buffer was not given back");
-    }
-
-    /// A socket dropped while its multishot receive holds bytes nobody read: the receive
-    /// is cancelled, its buffers go back (eight arrivals on the next connection all find
-    /// one), its descriptor closes (the peer sees the end), and no op stays in flight.
-    #[cfg(fserve_vendored_uring)]
-    #[test]
-    fn a_socket_dropped_with_its_receive_armed_lets_go_of_all_of_it() {
-        use std::io::Read;
-        let setup = probe().expect("io_uring must be available for the io_uring engine's tests");
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let first = TcpStream::connect(addr).unwrap();
-        let second = TcpStream::connect(addr).unwrap();
-        let (fallbacks, in_flight, peer) = block_on(
-            setup,
-            async move {
-                let l = Listener::new(listener).unwrap();
-                let a = l.accept().await.unwrap();
-                let b = l.accept().await.unwrap();
-                send_apart(&first, &[b"!"]);
-                assert_eq!(recv_exactly(&a, 1).await, b"!");
-                // Five arrivals wait in five buffers; then the socket goes.
-                send_apart_meanwhile(&first, &[b"1", b"2", b"3", b"4", b"5"]).await;
-                drop(a);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let in_flight = ops::in_flight();
-                // All eight buffers are free: eight arrivals nobody receives yet fit.
-                send_apart(&second, &[b"!"]);
-                assert_eq!(recv_exactly(&b, 1).await, b"!");
-                let before = ops::NO_BUFFERS.with(Cell::get);
-                send_apart_meanwhile(&second, &[b"a", b"b", b"c", b"d", b"e", b"f", b"g", b"h"])
-                    .await;
-                assert_eq!(recv_exactly(&b, 8).await, b"abcdefgh");
-                let fallbacks = ops::NO_BUFFERS.with(Cell::get) - before;
-                first
-                    .set_read_timeout(Some(Duration::from_secs(5)))
-                    .unwrap();
-                let peer = (&first).read(&mut [0; 8]);
-                drop(b);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                (fallbacks, in_flight, peer.map_err(|e| e.kind()))
-            },
-            |_| false,
-        )
-        .unwrap();
-        assert_eq!(
-            in_flight, 0,
-            "the dropped socket's receive is still in flight"
-        );
-        assert_eq!(
-            fallbacks, 0,
-            "the dropped receive's buffers were not given back"
-        );
-        // Unread bytes make the close a reset; either way the peer is told.
-        assert!(
-            matches!(peer, Ok(0) | Err(io::ErrorKind::ConnectionReset)),
-            "the peer must see the connection end, saw {peer:?}"
-        );
-    }
-
-    /// A cancelled receive ends with ECANCELED; bytes that arrived before the cancel are
-    /// handed out first, and the receive after them arms a new operation that gets what
-    /// comes next.
-    #[cfg(fserve_vendored_uring)]
-    #[test]
-    fn a_cancelled_receive_hands_out_what_came_first_and_the_next_one_receives_again() {
-        let setup = probe().expect("io_uring must be available for the io_uring engine's tests");
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let client = TcpStream::connect(addr).unwrap();
-        block_on(
-            setup,
-            async move {
-                let l = Listener::new(listener).unwrap();
-                let s = l.accept().await.unwrap();
-                // Nothing arrives: the cancel ends the receive.
-                {
-                    let recv = s.recv(Vec::with_capacity(16));
-                    tokio::pin!(recv);
-                    assert!(futures_poll_once(recv.as_mut()).await.is_none());
-                    s.cancel_pending().await;
-                    let (res, _) = recv.await;
-                    assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
-                }
-                // Bytes that arrived before the cancel come first.
-                {
-                    let recv = s.recv(Vec::with_capacity(16));
-                    tokio::pin!(recv);
-                    assert!(futures_poll_once(recv.as_mut()).await.is_none());
-                    send_apart(&client, &[b"before"]);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    s.cancel_pending().await;
-                    let (res, buf) = recv.await;
-                    assert_eq!((res.unwrap(), &buf[..]), (6, &b"before"[..]));
-                }
-                // The next receive meets the cancel's end, arms anew and gets what follows.
-                send_apart(&client, &[b"after"]);
-                assert_eq!(recv_exactly(&s, 5).await, b"after");
-                assert_eq!(ops::in_flight(), 1, "one armed receive");
-                drop(s);
-                drop(client);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            },
-            |_| false,
-        )
-        .unwrap();
-    }
-
-    /// Polls `fut` once: its output if it was ready.
-    #[cfg(fserve_vendored_uring)]
-    async fn futures_poll_once<F: Future + Unpin>(fut: F) -> Option<F::Output> {
-        let mut fut = fut;
-        std::future::poll_fn(|cx| {
-            std::task::Poll::Ready(match std::pin::Pin::new(&mut fut).poll(cx) {
-                std::task::Poll::Ready(out) => Some(out),
-                std::task::Poll::Pending => None,
-            })
-        })
-        .await
     }
 
     /// The stable data of a READ in flight: the file, and a buffer the test owns, whose

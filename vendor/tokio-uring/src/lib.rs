@@ -81,22 +81,6 @@ pub mod net;
 
 pub use io::write::*;
 pub use runtime::driver::op::{InFlightOneshot, OneshotOutputTransform, UnsubmittedOneshot};
-pub use runtime::driver::op::{InFlightMultishot, Orphan, UnsubmittedMultishot};
-
-/// Registers a ring of provided buffers with this thread's ring under group `bgid`, for
-/// operations that select their buffer (fserve patch, PATCHES.md 3).
-///
-/// # Safety
-///
-/// `ring_addr` must be page-aligned and point to `ring_entries` entries
-/// (`io_uring::types::BufRingEntry`) that stay valid, with every buffer they name, until the
-/// ring is closed or no operation that may select from the group is in flight.
-pub unsafe fn register_buf_ring(ring_addr: u64, ring_entries: u16, bgid: u16) -> std::io::Result<()> {
-    let handle = runtime::CONTEXT
-        .with(|x| x.handle())
-        .ok_or_else(|| std::io::Error::other("not in a tokio-uring runtime"))?;
-    handle.register_buf_ring(ring_addr, ring_entries, bgid)
-}
 pub use runtime::spawn;
 pub use runtime::Runtime;
 

@@ -85,40 +85,6 @@ impl Handle {
         self.inner.borrow_mut().poll_op(op, cx)
     }
 
-    pub(crate) fn submit_multishot(&self, sqe: squeue::Entry) -> usize {
-        self.inner.borrow_mut().submit_multishot(sqe)
-    }
-
-    pub(crate) fn poll_multishot_next(
-        &self,
-        index: usize,
-        cx: &mut Context<'_>,
-    ) -> Poll<cqueue::Entry> {
-        self.inner.borrow_mut().poll_multishot_next(index, cx)
-    }
-
-    pub(crate) fn orphan_multishot(&self, index: usize, orphan: Box<dyn crate::Orphan>) {
-        self.inner.borrow_mut().orphan_multishot(index, orphan)
-    }
-
-    /// Registers a ring of provided buffers (fserve patch, PATCHES.md 3).
-    ///
-    /// # Safety
-    ///
-    /// As for `io_uring::Submitter::register_buf_ring`.
-    pub(crate) unsafe fn register_buf_ring(
-        &self,
-        ring_addr: u64,
-        ring_entries: u16,
-        bgid: u16,
-    ) -> io::Result<()> {
-        self.inner
-            .borrow()
-            .uring
-            .submitter()
-            .register_buf_ring(ring_addr, ring_entries, bgid)
-    }
-
     pub(crate) fn poll_op_2(&self, index: usize, cx: &mut Context<'_>) -> Poll<cqueue::Entry> {
         self.inner.borrow_mut().poll_op_2(index, cx)
     }

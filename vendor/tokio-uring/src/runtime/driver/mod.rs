@@ -293,7 +293,6 @@ impl Driver {
                 }
             }
             Lifecycle::Ignored(..) => unreachable!(),
-            Lifecycle::Multishot(..) => unreachable!("a multishot op is polled as a stream"),
         }
     }
 
@@ -329,72 +328,6 @@ impl Driver {
                 }
             }
             Lifecycle::Ignored(..) => unreachable!(),
-            Lifecycle::Multishot(..) => unreachable!("a multishot op is polled as a stream"),
-        }
-    }
-
-    /// Queues a multishot operation (fserve patch, PATCHES.md 3).
-    pub(crate) fn submit_multishot(&mut self, sqe: squeue::Entry) -> usize {
-        let index = self
-            .ops
-            .lifecycle
-            .insert(Lifecycle::Multishot(Box::default()));
-        let sqe = sqe.user_data(index as _);
-        while unsafe { self.uring.submission().push(&sqe).is_err() } {
-            self.submit().expect("Internal error, failed to submit ops");
-        }
-        index
-    }
-
-    /// The next completion of a multishot operation; the op leaves the slab with its last
-    /// (fserve patch, PATCHES.md 3).
-    pub(crate) fn poll_multishot_next(
-        &mut self,
-        index: usize,
-        cx: &mut Context<'_>,
-    ) -> Poll<cqueue::Entry> {
-        let Some(Lifecycle::Multishot(state)) = self.ops.lifecycle.get_mut(index) else {
-            unreachable!("invalid internal state");
-        };
-        match state.queue.pop_front() {
-            Some(cqe) => {
-                if !cqueue::more(cqe.flags()) {
-                    self.ops.remove(index);
-                }
-                Poll::Ready(cqe)
-            }
-            None => {
-                if !state.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    state.waker = Some(cx.waker().clone());
-                }
-                Poll::Pending
-            }
-        }
-    }
-
-    /// A multishot operation's future was dropped before its last completion: the
-    /// completions queued and still to come go to `orphan` (its stable data), and the
-    /// operation is cancelled, since it would otherwise run as long as its file does
-    /// (fserve patch, PATCHES.md 3).
-    pub(crate) fn orphan_multishot(&mut self, index: usize, mut orphan: Box<dyn op::Orphan>) {
-        let Some(Lifecycle::Multishot(state)) = self.ops.lifecycle.get_mut(index) else {
-            // The driver is being torn down and has let go of the op already.
-            return;
-        };
-        state.waker = None;
-        let mut ended = false;
-        while let Some(cqe) = state.queue.pop_front() {
-            ended = !cqueue::more(cqe.flags());
-            orphan.orphaned(cqe);
-        }
-        if ended {
-            self.ops.remove(index);
-            return;
-        }
-        state.orphan = Some(orphan);
-        let cancel = AsyncCancel::new(index as u64).build().user_data(u64::MAX);
-        while unsafe { self.uring.submission().push(&cancel).is_err() } {
-            self.submit().expect("Internal error, failed to submit ops");
         }
     }
 
@@ -415,7 +348,6 @@ impl Driver {
                 Poll::Pending
             }
             Lifecycle::Ignored(..) => unreachable!(),
-            Lifecycle::Multishot(..) => unreachable!("a multishot op is polled as a stream"),
             Lifecycle::Completed(cqe) => {
                 self.ops.remove(index);
                 Poll::Ready(cqe)
@@ -449,7 +381,6 @@ impl Driver {
                 Poll::Pending
             }
             Lifecycle::Ignored(..) => unreachable!(),
-            Lifecycle::Multishot(..) => unreachable!("a multishot op is polled as a stream"),
             Lifecycle::Completed(cqe) => {
                 self.ops.remove(op.index());
                 Poll::Ready(op.take_data().unwrap().complete(cqe.into()))
@@ -487,7 +418,6 @@ impl Driver {
                 Poll::Pending
             }
             Lifecycle::Ignored(..) => unreachable!(),
-            Lifecycle::Multishot(..) => unreachable!("a multishot op is polled as a stream"),
             Lifecycle::Completed(cqe) => {
                 // This is possible. We may have previously polled a CompletionList,
                 // and the final CQE registered as Completed
@@ -572,9 +502,7 @@ impl Drop for Driver {
         // buffers before their ops were even cancelled: a receive could land in freed memory.
         for (_, cycle) in self.ops.lifecycle.iter_mut() {
             match std::mem::replace(cycle, Lifecycle::Ignored(Box::new(()))) {
-                lc @ (Lifecycle::Completed(_)
-                | Lifecycle::Ignored(_)
-                | Lifecycle::Multishot(_)) => {
+                lc @ (Lifecycle::Completed(_) | Lifecycle::Ignored(_)) => {
                     // don't cancel completed items; an ignored one is cancelled below with
                     // its data still in place
                     *cycle = lc;
@@ -599,13 +527,7 @@ impl Drop for Driver {
 
         // Submit cancellation for all ops marked Ignored
         for (id, cycle) in self.ops.lifecycle.iter_mut() {
-            let cancel = match cycle {
-                Lifecycle::Ignored(..) => true,
-                // fserve patch (PATCHES.md, 3): a multishot op runs until cancelled.
-                Lifecycle::Multishot(state) => !state.ended(),
-                _ => false,
-            };
-            if cancel {
+            if let Lifecycle::Ignored(..) = cycle {
                 unsafe {
                     while self
                         .uring
@@ -639,15 +561,8 @@ impl Drop for Driver {
             }
             // Cycles are either all ignored or complete
             // If there is at least one Ignored still to process, call wait
-            let waiting = match self.ops.lifecycle.get(id) {
-                Some(Lifecycle::Ignored(..)) => Some(true),
-                // fserve patch (PATCHES.md, 3): until its last completion.
-                Some(Lifecycle::Multishot(state)) => Some(!state.ended()),
-                Some(_) => Some(false),
-                None => None,
-            };
-            match waiting {
-                Some(true) => {
+            match self.ops.lifecycle.get(id) {
+                Some(Lifecycle::Ignored(..)) => {
                     let now = std::time::Instant::now();
                     if now >= deadline {
                         mem::forget(mem::take(&mut self.ops.lifecycle));
@@ -659,7 +574,7 @@ impl Drop for Driver {
                     self.dispatch_completions();
                 }
 
-                Some(false) => {
+                Some(_) => {
                     // Remove Completed entries
                     let _ = self.ops.lifecycle.remove(id);
                     id += 1;

@@ -1,4 +1,3 @@
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
@@ -175,31 +174,6 @@ pub(crate) enum Lifecycle {
     /// One or more completion results have been recieved
     /// This holds the indices uniquely identifying the list within the slab
     CompletionList(SlabListIndices),
-
-    /// A multishot operation whose completions are handed out one at a time as they arrive
-    /// (fserve patch, PATCHES.md 3).
-    Multishot(Box<MultishotState>),
-}
-
-/// The driver's side of a multishot operation (fserve patch, PATCHES.md 3).
-#[derive(Default)]
-pub(crate) struct MultishotState {
-    /// The task waiting for the next completion.
-    pub(crate) waker: Option<Waker>,
-    /// Completions not yet handed out, oldest first.
-    pub(crate) queue: VecDeque<cqueue::Entry>,
-    /// Set once the future is dropped: takes every completion still to come, and is
-    /// dropped (with the stable data it is) after the last one.
-    pub(crate) orphan: Option<Box<dyn Orphan>>,
-}
-
-impl MultishotState {
-    /// The last completion (without IORING_CQE_F_MORE) has arrived.
-    pub(crate) fn ended(&self) -> bool {
-        self.queue
-            .back()
-            .is_some_and(|cqe| !cqueue::more(cqe.flags()))
-    }
 }
 
 /// A single CQE entry
@@ -339,113 +313,6 @@ impl Lifecycle {
                 *self = Lifecycle::CompletionList(list.into_indices());
                 false
             }
-
-            Lifecycle::Multishot(mut state) => {
-                let last = !io_uring::cqueue::more(cqe.flags());
-                if let Some(orphan) = state.orphan.as_mut() {
-                    orphan.orphaned(cqe);
-                    if last {
-                        // Dropping the state drops the stable data.
-                        return true;
-                    }
-                } else {
-                    state.queue.push_back(cqe);
-                    if let Some(waker) = state.waker.take() {
-                        waker.wake();
-                    }
-                }
-                *self = Lifecycle::Multishot(state);
-                false
-            }
-        }
-    }
-}
-
-/// What the completions of a multishot operation that arrive after its future was dropped
-/// are handed to, in order, the last one included; it is the operation's stable data, and
-/// is dropped after that last one. (A completion may carry a provided buffer that must go
-/// back to its ring.) fserve patch, PATCHES.md 3.
-pub trait Orphan: 'static {
-    /// A completion for an operation whose future is gone.
-    fn orphaned(&mut self, cqe: cqueue::Entry);
-}
-
-/// An unsubmitted multishot operation (fserve patch, PATCHES.md 3).
-pub struct UnsubmittedMultishot<D: Orphan> {
-    stable_data: D,
-    sqe: squeue::Entry,
-}
-
-impl<D: Orphan> UnsubmittedMultishot<D> {
-    /// An operation that posts any number of completions, each with IORING_CQE_F_MORE but
-    /// the last; `stable_data` owns whatever the kernel uses until that last one.
-    pub fn new(stable_data: D, sqe: squeue::Entry) -> Self {
-        Self { stable_data, sqe }
-    }
-
-    /// Queues the operation for the next submission to the kernel.
-    pub fn submit(self) -> InFlightMultishot<D> {
-        let handle = CONTEXT
-            .with(|x| x.handle())
-            .expect("Could not submit op; not in runtime context");
-        let index = handle.submit_multishot(self.sqe);
-        InFlightMultishot {
-            driver: (&handle).into(),
-            index,
-            stable_data: Some(self.stable_data),
-            ended: false,
-        }
-    }
-}
-
-/// A multishot operation in flight: its completions come out of [`InFlightMultishot::poll_next`]
-/// one at a time. Dropping it before the last one cancels the operation; the completions
-/// still to come go to the stable data's [`Orphan::orphaned`], and the stable data lives
-/// until the last of them. fserve patch, PATCHES.md 3.
-pub struct InFlightMultishot<D: Orphan> {
-    driver: driver::WeakHandle,
-    index: usize,
-    stable_data: Option<D>,
-    ended: bool,
-}
-
-impl<D: Orphan> InFlightMultishot<D> {
-    /// The next completion, or `None` once the last one (without IORING_CQE_F_MORE) has
-    /// been handed out.
-    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<cqueue::Entry>> {
-        if self.ended {
-            return Poll::Ready(None);
-        }
-        let driver = self
-            .driver
-            .upgrade()
-            .expect("Failed to poll op: driver no longer exists");
-        let cqe = std::task::ready!(driver.poll_multishot_next(self.index, cx));
-        if !cqueue::more(cqe.flags()) {
-            self.ended = true;
-        }
-        Poll::Ready(Some(cqe))
-    }
-
-    /// The last completion has been handed out: nothing of the kernel's uses the stable
-    /// data any more.
-    pub fn is_ended(&self) -> bool {
-        self.ended
-    }
-
-    /// The stable data.
-    pub fn data(&self) -> &D {
-        self.stable_data.as_ref().expect("stable data is held until drop")
-    }
-}
-
-impl<D: Orphan> Drop for InFlightMultishot<D> {
-    fn drop(&mut self) {
-        if self.ended {
-            return;
-        }
-        if let (Some(data), Some(driver)) = (self.stable_data.take(), self.driver.upgrade()) {
-            driver.orphan_multishot(self.index, Box::new(data));
         }
     }
 }
