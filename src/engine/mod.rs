@@ -19,6 +19,7 @@
 use std::future::Future;
 use std::io;
 use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::Io;
 
@@ -159,16 +160,18 @@ const COLLAPSE_QUEUE: usize = 64;
 /// Tries of a collapse the kernel refused for a page that was busy (EAGAIN), 10 ms apart.
 const COLLAPSE_TRIES: usize = 5;
 
-/// Runs [`collapse_later`] made huge pages, and runs the kernel left in 4 KiB pages, since
-/// the process started (for `/metrics`).
-static HUGE_PAGES: [std::sync::atomic::AtomicU64; 2] =
-    [const { std::sync::atomic::AtomicU64::new(0) }; 2];
+/// Runs [`collapse_later`] made huge pages since the process started (for `/metrics`).
+static HUGE_PAGES_MADE: AtomicU64 = AtomicU64::new(0);
+/// Runs the kernel left in 4 KiB pages since the process started (for `/metrics`).
+static HUGE_PAGES_REFUSED: AtomicU64 = AtomicU64::new(0);
 
 /// How many runs of memory files [`collapse_later`] has made huge pages, and how many the
 /// kernel refused (no THP, no free huge page, or pages still held after every try).
 pub(crate) fn huge_page_runs() -> (u64, u64) {
-    use std::sync::atomic::Ordering::Relaxed;
-    (HUGE_PAGES[0].load(Relaxed), HUGE_PAGES[1].load(Relaxed))
+    (
+        HUGE_PAGES_MADE.load(Ordering::Relaxed),
+        HUGE_PAGES_REFUSED.load(Ordering::Relaxed),
+    )
 }
 
 /// Asks a thread of its own to make the pages of a memory file in `offset..offset + len`
@@ -210,8 +213,12 @@ pub(crate) fn collapse_later(file: BorrowedFd<'_>, offset: u64, len: u64) -> io:
                                 }
                             }
                         }
-                        let count = &HUGE_PAGES[usize::from(!made)];
-                        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let count = if made {
+                            &HUGE_PAGES_MADE
+                        } else {
+                            &HUGE_PAGES_REFUSED
+                        };
+                        count.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             })
